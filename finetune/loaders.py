@@ -128,3 +128,13 @@ def write_events(events: pd.DataFrame, out: str | Path) -> Path:
         raise DataError(str(out), "path", [], "an output path ending in .parquet or .csv")
     tmp.replace(out)
     return out
+
+
+def write_text_atomic(text: str, out: str | Path) -> Path:
+    """Same promise as ``write_events``: the old file or the whole new one, never half."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(out)
+    return out

@@ -1,0 +1,38 @@
+"""Shared fixtures: small handmade events, seeded synthetic data, and the real-data location."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from finetune.contract import validate_events
+from finetune.synthetic import SyntheticConfig, generate
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("RETENTION_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+def shared_file(relative: str) -> Path:
+    """Path of a real dataset, or skip the test saying where it was looked for."""
+    path = SHARED / relative
+    if not path.exists():
+        pytest.skip(f"real data absent: {path} (set RETENTION_SHARED_DATA or clone beside shared/)")
+    return path
+
+
+def make_events(rows: list[tuple]) -> pd.DataFrame:
+    """Rows of (customer_id, ts, event[, amount]) -> canonical events."""
+    frame = pd.DataFrame([{"customer_id": r[0], "ts": r[1], "event": r[2],
+                           "amount": r[3] if len(r) > 3 else None} for r in rows])
+    events, _ = validate_events(frame, "test")
+    return events
+
+
+@pytest.fixture(scope="session")
+def synthetic() -> tuple[pd.DataFrame, pd.DataFrame]:
+    events, customers = generate(SyntheticConfig(customers=600, seed=7, days=540))
+    events, _ = validate_events(events, "synthetic")
+    return events, customers
