@@ -36,6 +36,8 @@ class EvaluateConfig:
     include_text: bool = True
     encoder_max_examples: int | None = None
     checkpoint_dir: Path | None = None
+    step_progress: Callable[[int, int, str], None] | None = field(default=None, repr=False,
+                                                                 compare=False)
 
 
 def add_texts(events: pd.DataFrame, snaps: pd.DataFrame, lora: LoraConfig,
@@ -64,7 +66,8 @@ def fit_models(parts: dict[str, pd.DataFrame], config: EvaluateConfig,
             enc_fit = fit
             if config.encoder_max_examples and len(fit) > config.encoder_max_examples:
                 enc_fit = fit.sample(config.encoder_max_examples, random_state=config.lora.seed)
-            fitted[name] = EncoderKind(config.lora, config.checkpoint_dir).fit(
+            fitted[name] = EncoderKind(config.lora, config.checkpoint_dir,
+                                         progress=config.step_progress).fit(
                 enc_fit, enc_fit["label"].to_numpy(), val, y_val)
         else:
             fitted[name] = BASELINES[name]().fit(fit, y, val, y_val)

@@ -3,7 +3,8 @@
 The text is a list of segments: header facts first (tenure, orders, recency against the usual
 gap, spend trend, returns, ratings, tickets, visits), then events newest first with relative days,
 amounts, items, ratings and quoted customer text. Segments keep their ids so attributions can point
-at them. The token budget drops the oldest events first; header facts always stay. The output is
+at them. The token budget drops the oldest events first; header facts stay unless the budget is
+smaller than the header itself, when the least important facts (the last ones) go. The output is
 a pure function of (history before the cutoff, version, budget), so it is deterministic and
 cannot leak the future.
 """
@@ -164,8 +165,11 @@ class Serializer:
         segments: list[Segment] = []
         used = 0
         for i, (name, _) in enumerate(facts):
+            cost = counts[i] + (self.sep_tokens if i else 0)
+            if used + cost > budget:
+                break  # a tiny budget: keep the most important facts (they come first)
             segments.append(Segment(f"fact:{name}", "fact", texts[i], counts[i]))
-            used += counts[i] + (self.sep_tokens if i else 0)
+            used += cost
         kept = 0
         for j, sentence_idx in enumerate(range(len(facts), len(texts))):
             cost = counts[sentence_idx] + self.sep_tokens

@@ -1,0 +1,75 @@
+"""What every CLI command shares: consoles, clean errors, progress bars and event loading."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import contextmanager
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from finetune.contract import DataError, ValidationReport
+from finetune.loaders import ColumnMapping, load_events, load_events_sql
+
+err = Console(stderr=True)
+out = Console()
+
+
+def clean_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Bad input or an impossible request: one red line and exit code 2, never a traceback."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (DataError, ValueError, FileNotFoundError) as exc:
+            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code=2) from None
+
+    return wrapper
+
+
+@contextmanager
+def progress_bar(total: int | None, label: str):
+    """Yields ``advance(message)`` for steps and ``update(done, total, message)`` for bars."""
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                  TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+                  console=err, transient=True) as progress:
+        task = progress.add_task(label, total=total)
+
+        class Tracker:
+            def __call__(self, message: str) -> None:
+                progress.update(task, advance=1, description=f"{label}: {message}")
+
+            def steps(self, done: int, total: int, message: str) -> None:
+                progress.update(task, completed=done, total=total,
+                                description=f"{label}: {message}")
+
+        yield Tracker()
+
+
+def print_report(report: ValidationReport) -> None:
+    err.print(f"[green]ok[/] {report.summary()}", highlight=False, soft_wrap=True)
+
+
+def load_cli_events(events: Path | None, sql_url: str | None, query: str | None,
+                    maps: list[str] | None, mapping_file: Path | None,
+                    drop_invalid: bool) -> tuple[pd.DataFrame, str]:
+    mapping = ColumnMapping.parse(maps, mapping_file)
+    if sql_url:
+        if not query:
+            raise ValueError("--sql-url needs --query, e.g. 'SELECT * FROM events'")
+        frame, report = load_events_sql(sql_url, query, mapping, drop_invalid=drop_invalid)
+        name = "sql"
+    elif events:
+        frame, report = load_events(events, mapping, drop_invalid=drop_invalid)
+        name = events.name.split(".")[0]
+    else:
+        raise ValueError("give --events FILE or --sql-url URL --query SQL")
+    print_report(report)
+    return frame, name

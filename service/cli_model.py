@@ -1,0 +1,216 @@
+"""CLI commands that make and judge models: evaluate, train, and the model registry."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import pandas as pd
+import typer
+from rich.table import Table
+
+from finetune.artifacts import ModelNotFound, TrainedModel, current, rollback, set_current, versions
+from finetune.evaluate import MODEL_KINDS, EvaluateConfig, evaluate
+from finetune.labels import ChurnDefinition, churn_labels, plan_backtest
+from finetune.loaders import write_text_atomic
+from finetune.lora import LoraConfig
+from finetune.metrics import evaluate_predictions
+from finetune.train import train
+from service.cli_common import clean_errors, err, load_cli_events, out, progress_bar
+
+models_app = typer.Typer(help="List trained model versions, pick the current one, roll back.",
+                         no_args_is_help=True)
+
+# Options shared by evaluate and train.
+Events = Annotated[Optional[Path], typer.Option(help="events file (.csv, .csv.gz, .parquet)")]
+Horizon = Annotated[int, typer.Option(min=1, help="churn horizon in days")]
+Kind = Annotated[str, typer.Option(help="churn definition: inactivity or explicit")]
+Lookback = Annotated[int, typer.Option(min=1, help="eligibility: an order in these days")]
+Step = Annotated[int, typer.Option(min=1, help="days between training cutoffs")]
+Activity = Annotated[str, typer.Option(help="events that count as buying, comma-separated")]
+MinPrior = Annotated[int, typer.Option(min=1, help="activity events needed before the cutoff")]
+MaxCutoffs = Annotated[Optional[int], typer.Option(help="keep the latest N training cutoffs")]
+Encoder = Annotated[str, typer.Option(help="minilm, multilingual, or a local HF model path")]
+MaxTokens = Annotated[int, typer.Option(min=16, help="token budget of a serialized history")]
+NoText = Annotated[bool, typer.Option("--no-text", help="blank review/ticket text (ablation)")]
+Epochs = Annotated[int, typer.Option(min=1, help="passes over the training snapshots")]
+MaxSteps = Annotated[Optional[int], typer.Option(help="stop after this many optimizer steps")]
+BatchSize = Annotated[int, typer.Option(min=1, help="training batch size")]
+Lr = Annotated[float, typer.Option(help="learning rate of the LoRA adapters and head")]
+LoraR = Annotated[int, typer.Option(min=1, help="LoRA rank")]
+LoraAlpha = Annotated[int, typer.Option(min=1, help="LoRA alpha")]
+LoraDropout = Annotated[float, typer.Option(min=0.0, max=0.9, help="LoRA dropout")]
+Targets = Annotated[str, typer.Option(help="LoRA target modules, comma-separated")]
+MaxExamples = Annotated[Optional[int], typer.Option(help="train the encoder on at most N snapshots")]
+Seed = Annotated[int, typer.Option(help="random seed; same seed, same model")]
+Maps = Annotated[Optional[list[str]], typer.Option("--map", help="canonical=source column")]
+MappingFile = Annotated[Optional[Path], typer.Option(help="JSON column mapping file")]
+SqlUrl = Annotated[Optional[str], typer.Option(help="SQLAlchemy URL, e.g. sqlite:///shop.db")]
+Query = Annotated[Optional[str], typer.Option(help="SQL query returning events")]
+DropInvalid = Annotated[bool, typer.Option(help="drop and count invalid rows instead of failing")]
+
+
+def _definition(kind: str, horizon: int, lookback: int, activity: str,
+                min_prior: int) -> ChurnDefinition:
+    return ChurnDefinition(kind=kind, horizon=horizon, lookback=lookback,  # type: ignore[arg-type]
+                           activity_events=tuple(a.strip() for a in activity.split(",")),
+                           min_prior=min_prior)
+
+
+def _lora(encoder: str, max_tokens: int, epochs: int, max_steps: int | None, batch_size: int,
+          lr: float, lora_r: int, lora_alpha: int, lora_dropout: float, targets: str,
+          seed: int) -> LoraConfig:
+    return LoraConfig(encoder=encoder, max_tokens=max_tokens, epochs=epochs, max_steps=max_steps,
+                      batch_size=batch_size, lr=lr, lora_r=lora_r, lora_alpha=lora_alpha,
+                      lora_dropout=lora_dropout, seed=seed,
+                      target_modules=tuple(t.strip() for t in targets.split(",") if t.strip()))
+
+
+def print_table(result: dict[str, Any]) -> None:
+    out.print(f"[bold]{result['dataset']}[/]: horizon {result['horizon']} days, test cutoff "
+              f"{result['test_cutoff']}, {result['n_train']:,} training snapshots, "
+              f"{result['n_test']:,} test customers, churn rate {result['test_churn_rate']:.1%}")
+    table = Table(show_header=True, header_style="bold")
+    cols = ("auc", "pr_auc", "brier", "ece", "lift10", "recall10", "f1")
+    table.add_column("model")
+    for col in cols:
+        table.add_column(col, justify="right")
+    for name, metrics in result["models"].items():
+        table.add_row(name, *(f"{metrics[c]:.3f}" for c in cols))
+    out.print(table)
+    for note in result.get("notes", []):
+        out.print(f"[dim]note: {note}[/]")
+
+
+def _emit(result: dict[str, Any], as_json: bool, out_file: Path | None) -> None:
+    if out_file:
+        write_text_atomic(json.dumps(result, indent=2), out_file)
+    if as_json:
+        sys.stdout.write(json.dumps(result) + "\n")
+    else:
+        print_table(result)
+
+
+def _evaluate_saved(model_dir: Path, frame, name: str, kinds: tuple[str, ...]) -> dict[str, Any]:
+    """Score a trained model on the test cutoff of these events (data end - its horizon)."""
+    model = TrainedModel.load(model_dir)
+    plan = plan_backtest(frame, model.definition, step=model.config["step"])
+    feats, _ = model.snapshot(frame, plan.test_cutoff)
+    ids = pd.Index(feats["customer_id"], dtype="string")
+    y = churn_labels(frame, plan.test_cutoff, ids, model.definition).to_numpy()
+    result: dict[str, Any] = {"dataset": name, "horizon": model.definition.horizon,
+                              "test_cutoff": str(plan.test_cutoff.date()), "n_train": 0,
+                              "n_test": len(feats), "test_churn_rate": float(y.mean()),
+                              "model_dir": str(model.directory), "models": {}}
+    for kind in kinds:
+        threshold = model.config["thresholds"].get(kind, 0.5)
+        result["models"][kind] = evaluate_predictions(y, model.predict(feats, kind), threshold)
+    return result
+
+
+def evaluate_cmd(
+    events: Events = None, horizon: Horizon = 90,
+    models: Annotated[str, typer.Option(help="comma-separated: " + ", ".join(MODEL_KINDS))]
+    = "lightgbm,logreg,recency",
+    kind: Kind = "inactivity", lookback: Lookback = 365, step: Step = 30,
+    activity: Activity = "order", min_prior: MinPrior = 1, max_train_cutoffs: MaxCutoffs = None,
+    encoder: Encoder = "minilm", max_tokens: MaxTokens = 256, no_text: NoText = False,
+    epochs: Epochs = 2, max_steps: MaxSteps = None, batch_size: BatchSize = 16, lr: Lr = 1e-3,
+    lora_r: LoraR = 8, lora_alpha: LoraAlpha = 16, lora_dropout: LoraDropout = 0.1,
+    target_modules: Targets = "query,value", encoder_max_examples: MaxExamples = None,
+    seed: Seed = 0,
+    model: Annotated[Optional[Path], typer.Option(help="evaluate this trained model instead")] = None,
+    map_: Maps = None, mapping: MappingFile = None, sql_url: SqlUrl = None, query: Query = None,
+    drop_invalid: DropInvalid = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    out_file: Annotated[Optional[Path], typer.Option("--out", help="also write the JSON here")] = None,
+) -> None:
+    """Backtest models on the honest point-in-time protocol and report test metrics."""
+    names = tuple(m.strip() for m in models.split(",") if m.strip())
+    unknown = [m for m in names if m not in MODEL_KINDS]
+    if unknown:
+        raise ValueError(f"unknown model {unknown[0]!r}; choose from {', '.join(MODEL_KINDS)}")
+    frame, name = load_cli_events(events, sql_url, query, map_, mapping, drop_invalid)
+    if model is not None:
+        kinds = tuple(n for n in names if n in ("encoder", "hybrid")) or ("encoder", "hybrid")
+        with progress_bar(None, "scoring the trained model"):
+            result = _evaluate_saved(model, frame, name, kinds)
+        return _emit(result, as_json, out_file)
+    config = EvaluateConfig(
+        definition=_definition(kind, horizon, lookback, activity, min_prior), step=step,
+        models=names, max_train_cutoffs=max_train_cutoffs, include_text=not no_text,
+        encoder_max_examples=encoder_max_examples,
+        lora=_lora(encoder, max_tokens, epochs, max_steps, batch_size, lr, lora_r, lora_alpha,
+                   lora_dropout, target_modules, seed))
+    with progress_bar(None, "evaluating") as tracker:
+        config.step_progress = tracker.steps
+        result = evaluate(frame, config, dataset=name, progress=tracker)
+    _emit(result, as_json, out_file)
+
+
+def train_cmd(
+    out_dir: Annotated[Path, typer.Option("--out", help="model root (versions side by side)")],
+    events: Events = None, horizon: Horizon = 90, kind: Kind = "inactivity",
+    lookback: Lookback = 365, step: Step = 30, activity: Activity = "order",
+    min_prior: MinPrior = 1, max_train_cutoffs: MaxCutoffs = None, encoder: Encoder = "minilm",
+    max_tokens: MaxTokens = 256, no_text: NoText = False, epochs: Epochs = 2,
+    max_steps: MaxSteps = None, batch_size: BatchSize = 16, lr: Lr = 1e-3, lora_r: LoraR = 8,
+    lora_alpha: LoraAlpha = 16, lora_dropout: LoraDropout = 0.1, target_modules: Targets = "query,value",
+    encoder_max_examples: MaxExamples = None, seed: Seed = 0, map_: Maps = None,
+    mapping: MappingFile = None, sql_url: SqlUrl = None, query: Query = None,
+    drop_invalid: DropInvalid = False,
+) -> None:
+    """Train the LoRA encoder and the hybrid, publish a new version and make it current."""
+    frame, name = load_cli_events(events, sql_url, query, map_, mapping, drop_invalid)
+    config = EvaluateConfig(
+        definition=_definition(kind, horizon, lookback, activity, min_prior), step=step,
+        max_train_cutoffs=max_train_cutoffs, include_text=not no_text,
+        encoder_max_examples=encoder_max_examples,
+        lora=_lora(encoder, max_tokens, epochs, max_steps, batch_size, lr, lora_r, lora_alpha,
+                   lora_dropout, target_modules, seed))
+    with progress_bar(None, "training") as tracker:
+        config.step_progress = tracker.steps
+        version, result = train(frame, config, out_dir, dataset=name, progress=tracker)
+    print_table(result)
+    out.print(f"published {out_dir / 'versions' / version} (current)")
+
+
+@models_app.command("list")
+@clean_errors
+def models_list(root: Annotated[Path, typer.Argument(help="model root")]) -> None:
+    """Versions with their test ROC-AUC; the current one is marked."""
+    names = versions(root)
+    if not names:
+        raise ModelNotFound(f"{root} holds no model versions")
+    now = current(root) if (root / "CURRENT").exists() else ""
+    table = Table("version", "current", "trained on", "encoder auc", "hybrid auc")
+    for v in names:
+        metrics = json.loads((root / "versions" / v / "metrics.json").read_text())
+        auc = {k: f"{m['auc']:.3f}" for k, m in metrics["models"].items()}
+        table.add_row(v, "*" if v == now else "", metrics["dataset"], auc.get("encoder", ""),
+                      auc.get("hybrid", ""))
+    out.print(table)
+
+
+@models_app.command("use")
+@clean_errors
+def models_use(root: Annotated[Path, typer.Argument()], version: Annotated[str, typer.Argument()]) -> None:
+    """Make VERSION current."""
+    set_current(root, version)
+    err.print(f"current: {version}")
+
+
+@models_app.command("rollback")
+@clean_errors
+def models_rollback(root: Annotated[Path, typer.Argument()],
+                    to: Annotated[Optional[str], typer.Option(help="version to return to")] = None) -> None:
+    """Make the previous version (or --to VERSION) current."""
+    err.print(f"current: {rollback(root, to)}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("evaluate")(clean_errors(evaluate_cmd))
+    app.command("train")(clean_errors(train_cmd))
+    app.add_typer(models_app, name="models")

@@ -1,0 +1,90 @@
+"""Serialization: deterministic, within budget, newest events kept, segments addressable, no future."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from finetune.encoders import load_tokenizer
+from finetune.features import compute_features
+from finetune.labels import ChurnDefinition, eligible_customers
+from finetune.serialize import SEPARATOR, Serializer
+from tests.conftest import make_events
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return load_tokenizer("minilm")
+
+
+@pytest.fixture(scope="module")
+def snaps(synthetic):
+    events, _ = synthetic
+    cutoff = pd.Timestamp("2025-03-01", tz="UTC")
+    definition = ChurnDefinition()
+    ids = eligible_customers(events, cutoff, definition)[:80]
+    feats = compute_features(events, cutoff, ids, definition).reset_index()
+    feats.insert(1, "cutoff", cutoff)
+    return events, feats
+
+
+@pytest.mark.parametrize("budget", [64, 128, 256])
+def test_respects_the_token_budget(tokenizer, snaps, budget):
+    events, feats = snaps
+    for s in Serializer(tokenizer, budget).serialize_snapshots(events, feats):
+        assert len(tokenizer(s.text)["input_ids"]) <= budget
+
+
+def test_deterministic_and_versioned(tokenizer, snaps):
+    events, feats = snaps
+    a = [s.text for s in Serializer(tokenizer, 128).serialize_snapshots(events, feats)]
+    b = [s.text for s in Serializer(tokenizer, 128).serialize_snapshots(events.sample(frac=1, random_state=1), feats)]
+    assert a == b
+    assert Serializer(tokenizer).serialize_snapshots(events, feats.head(1))[0].version == "1"
+
+
+def test_drops_oldest_events_first_and_keeps_header(tokenizer, snaps):
+    events, feats = snaps
+    long = Serializer(tokenizer, 512).serialize_snapshots(events, feats)
+    short = Serializer(tokenizer, 128).serialize_snapshots(events, feats)
+    for lo, sh in zip(long, short):
+        facts_lo = [s for s in lo.segments if s.kind == "fact"]
+        assert [s for s in sh.segments if s.kind == "fact"] == facts_lo  # 128 tokens hold the header
+        ev_lo = [s.sid for s in lo.segments if s.kind != "fact"]
+        ev_sh = [s.sid for s in sh.segments if s.kind != "fact"]
+        assert ev_sh == ev_lo[:len(ev_sh)]  # a prefix of newest-first = the oldest were dropped
+        days = [s.days_ago for s in lo.segments if s.kind != "fact"]
+        assert days == sorted(days)
+    assert any(s.n_dropped > 0 for s in short)
+
+
+def test_segments_are_addressable_and_removable(tokenizer, snaps):
+    events, feats = snaps
+    s = Serializer(tokenizer, 256).serialize_snapshots(events, feats.head(5))[0]
+    assert s.text == SEPARATOR.join(seg.text for seg in s.segments)
+    assert len({seg.sid for seg in s.segments}) == len(s.segments)
+    first = s.segments[0].sid
+    assert s.segments[0].text not in s.without([first]).split(SEPARATOR)
+
+
+def test_chinese_and_english_text_and_no_text_ablation(tokenizer):
+    events = make_events([("c", "2024-01-01", "order", 20.0), ("c", "2024-01-20", "order", 30.0)])
+    extra = pd.DataFrame([
+        {"customer_id": "c", "ts": pd.Timestamp("2024-02-01", tz="UTC"), "event": "review",
+         "rating": 1.0, "text": "质量很差，以后不会再来了。"},
+        {"customer_id": "c", "ts": pd.Timestamp("2024-02-02", tz="UTC"), "event": "ticket",
+         "text": "Parcel arrived broken."},
+        {"customer_id": "c", "ts": pd.Timestamp("2024-03-05", tz="UTC"), "event": "ticket",
+         "text": "after the cutoff"}])
+    from finetune.contract import validate_events
+
+    events, _ = validate_events(pd.concat([events, extra], ignore_index=True))
+    cutoff = pd.Timestamp("2024-03-01", tz="UTC")
+    feats = compute_features(events, cutoff, ["c"], ChurnDefinition()).reset_index()
+    feats.insert(1, "cutoff", cutoff)
+    text = Serializer(tokenizer, 256).serialize_snapshots(events, feats)[0].text
+    assert "质量很差" in text and "Parcel arrived broken." in text and "review 1/5" in text
+    assert "after the cutoff" not in text
+    assert "overdue" in text or "on schedule" in text  # recency against the usual gap
+    blank = Serializer(tokenizer, 256, include_text=False).serialize_snapshots(events, feats)[0].text
+    assert "质量很差" not in blank and "review 1/5" in blank and "support ticket" in blank
