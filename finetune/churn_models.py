@@ -29,9 +29,11 @@ class EncoderKind:
     model: EncoderChurnModel | None = None
     calibrator: PlattCalibrator = field(default_factory=PlattCalibrator)
     params: dict = field(default_factory=dict)
+    _cache: dict = field(default_factory=dict, repr=False)
 
     def fit(self, X: pd.DataFrame, y: np.ndarray, X_val: pd.DataFrame,
             y_val: np.ndarray) -> EncoderKind:
+        self._cache.clear()
         self.model = EncoderChurnModel(self.config).fit(
             X["text"].tolist(), y, X_val["text"].tolist(), y_val,
             checkpoint_dir=self.checkpoint_dir, progress=self.progress)
@@ -42,8 +44,15 @@ class EncoderKind:
         return self
 
     def predict_logits(self, X: pd.DataFrame) -> np.ndarray:
+        """Memoised on the texts: evaluation asks for the same split several times."""
         assert self.model is not None, "fit first"
-        return self.model.predict_logits(X["text"].tolist())
+        texts = X["text"].tolist()
+        key = hash(tuple(texts))
+        if key not in self._cache:
+            if len(self._cache) >= 4:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[key] = self.model.predict_logits(texts)
+        return self._cache[key]
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         return self.calibrator.transform(self.predict_logits(X))

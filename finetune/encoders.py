@@ -17,6 +17,17 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 ENCODER_NAMES = ("minilm", "multilingual")
 
 
+def _quiet() -> None:
+    """Loading bars and deprecation chatter from transformers would drown our own progress."""
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+
+
 class EncoderNotFound(ValueError):
     """A clear message instead of a download attempt or a stack trace."""
 
@@ -44,10 +55,12 @@ def resolve_encoder(name: str) -> Path:
 def load_tokenizer(name: str):
     from transformers import AutoTokenizer
 
+    _quiet()
     return AutoTokenizer.from_pretrained(resolve_encoder(name), local_files_only=True)
 
 
 def load_backbone(name: str):
     from transformers import AutoModel
 
+    _quiet()
     return AutoModel.from_pretrained(resolve_encoder(name), local_files_only=True)
