@@ -19,9 +19,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from finetune.encoders import load_tokenizer  # noqa: E402
-from finetune.importers import load_chinese_reviews  # noqa: E402
-from finetune.lora import EncoderChurnModel, LoraConfig  # noqa: E402
+from finetune.encoders import load_tokenizer
+from finetune.importers import load_chinese_reviews
+from finetune.lora import EncoderChurnModel, LoraConfig
 
 
 def main() -> None:

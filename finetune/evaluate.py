@@ -123,10 +123,10 @@ def result_header(dataset: str, config: EvaluateConfig, parts: dict[str, pd.Data
         "horizon": config.definition.horizon,
         "test_cutoff": str(plan.test_cutoff.date()),
         "n_train": int(len(parts["fit"]) + len(parts["val"])),
-        "n_test": int(len(parts["test"])),
+        "n_test": len(parts["test"]),
         "test_churn_rate": float(np.mean(parts["test"]["label"])),
-        "n_fit": int(len(parts["fit"])),
-        "n_val": int(len(parts["val"])),
+        "n_fit": len(parts["fit"]),
+        "n_val": len(parts["val"]),
         "definition": config.definition.to_dict(),
         "backtest": plan.to_dict(),
         "include_text": config.include_text,
@@ -148,4 +148,4 @@ def evaluate(events: pd.DataFrame, config: EvaluateConfig, dataset: str = "event
     return result
 
 
-__all__ = ["EvaluateConfig", "MODEL_KINDS", "evaluate", "prepare", "fit_models", "replace"]
+__all__ = ["MODEL_KINDS", "EvaluateConfig", "evaluate", "fit_models", "prepare", "replace"]

@@ -112,7 +112,7 @@ class BacktestPlan:
         return self.fit_cutoffs + self.val_cutoffs
 
     def to_dict(self) -> dict:
-        fmt = lambda ts: str(ts.date())  # noqa: E731
+        fmt = lambda ts: str(ts.date())
         return {"test_cutoff": fmt(self.test_cutoff),
                 "fit_cutoffs": [fmt(c) for c in self.fit_cutoffs],
                 "val_cutoffs": [fmt(c) for c in self.val_cutoffs],

@@ -74,7 +74,7 @@ def read_image(path: Path) -> dict:
     r = _Reader(data)
     r.pos = 8
     H, NL, NH, FF, VOC, MAXP, TVS = (r.take("i") for _ in range(7))
-    eps, qk = r.take("f"), r.take("i")
+    eps, _qk = r.take("f"), r.take("i")
     n_pieces, bos, eos, pad, unk = (r.take("i") for _ in range(5))
     bloblen = r.take("Q")
     offs = np.frombuffer(r.raw((n_pieces + 1) * 4), dtype=np.uint32)
@@ -95,7 +95,7 @@ def read_image(path: Path) -> dict:
               "fi.w": (FF, H), "fo.w": (H, FF)}
     for _ in range(ndir):
         name = r.raw(r.take("H")).decode()
-        _dtype, n, off, nbytes = r.take("B"), r.take("I"), r.take("Q"), r.take("Q")
+        _dtype, _n, off, nbytes = r.take("B"), r.take("I"), r.take("Q"), r.take("Q")
         short = name.split(".", 1)[1] if name.startswith("l") and name[1].isdigit() else name
         if short in Q4_NAMES:
             rows, cols = shapes[short]

@@ -66,30 +66,30 @@ def header_facts(f: pd.Series) -> list[tuple[str, str]]:
     """(name, sentence) pairs from one row of ``features.FEATURE_COLUMNS``; only facts that exist."""
     facts = [("tenure", f"customer for {int(f['tenure_days'])} days")]
     if f["frequency"] > 0:
-        facts.append(("orders", f"{_plural(f['frequency'], 'order')}, {_money(f['monetary'])} "
-                                f"total, {_money(f['avg_amount'])} on average"))
+        facts.append(("orders", (f"{_plural(f['frequency'], 'order')}, {_money(f['monetary'])} "
+                                f"total, {_money(f['avg_amount'])} on average")))
         if math.isnan(f["gap_mean"]):
-            facts.append(("recency", f"last order {int(f['recency_days'])} days ago, "
-                                     "only one order so far"))
+            facts.append(("recency", (f"last order {int(f['recency_days'])} days ago, "
+                                     "only one order so far")))
         else:
             ratio = f["recency_over_gap"]
             pace = ("overdue" if ratio > 1.5 else "on schedule" if ratio >= 0.5 else "recent")
-            facts.append(("recency", f"last order {int(f['recency_days'])} days ago, usually every "
-                                     f"{int(round(f['gap_mean']))} days ({pace})"))
+            facts.append(("recency", (f"last order {int(f['recency_days'])} days ago, usually every "
+                                     f"{round(f['gap_mean'])} days ({pace})")))
         if f["amount_90d"] + f["amount_prev_90d"] > 0:
             trend = f["spend_trend"]
             word = "up" if trend > 0.2 else "down" if trend < -0.2 else "flat"
-            facts.append(("trend", f"spend {word}: {_money(f['amount_90d'])} in the last 90 days "
-                                   f"against {_money(f['amount_prev_90d'])} before"))
+            facts.append(("trend", (f"spend {word}: {_money(f['amount_90d'])} in the last 90 days "
+                                   f"against {_money(f['amount_prev_90d'])} before")))
     if f["n_returns"] > 0:
-        facts.append(("returns", f"{_plural(f['n_returns'], 'return')} "
-                                 f"({_money(f['return_amount'])}), {int(f['returns_90d'])} recent"))
+        facts.append(("returns", (f"{_plural(f['n_returns'], 'return')} "
+                                 f"({_money(f['return_amount'])}), {int(f['returns_90d'])} recent")))
     if f["n_reviews"] > 0 and not math.isnan(f["rating_mean"]):
-        facts.append(("rating", f"average rating {f['rating_mean']:.1f} from "
-                                f"{_plural(f['n_reviews'], 'review')}, last {int(f['rating_last'])}"))
+        facts.append(("rating", (f"average rating {f['rating_mean']:.1f} from "
+                                f"{_plural(f['n_reviews'], 'review')}, last {int(f['rating_last'])}")))
     if f["n_tickets"] > 0:
-        facts.append(("tickets", f"{_plural(f['n_tickets'], 'support ticket')}, "
-                                 f"{int(f['tickets_90d'])} in the last 90 days"))
+        facts.append(("tickets", (f"{_plural(f['n_tickets'], 'support ticket')}, "
+                                 f"{int(f['tickets_90d'])} in the last 90 days")))
     if f["n_visits"] > 0:
         facts.append(("visits", f"{_plural(f['visits_30d'], 'visit')} in the last 30 days"))
     return facts

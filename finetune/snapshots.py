@@ -7,7 +7,13 @@ from collections.abc import Callable, Iterable
 import pandas as pd
 
 from finetune.features import FEATURE_COLUMNS, compute_features
-from finetune.labels import BacktestPlan, ChurnDefinition, as_cutoff, churn_labels, eligible_customers
+from finetune.labels import (
+    BacktestPlan,
+    ChurnDefinition,
+    as_cutoff,
+    churn_labels,
+    eligible_customers,
+)
 
 
 def build_snapshots(events: pd.DataFrame, cutoffs: Iterable[pd.Timestamp],

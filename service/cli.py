@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from finetune.evaluate import EvaluateConfig, evaluate
+from finetune.evaluate import EvaluateConfig
 from finetune.importers import import_amazon_reviews, import_online_retail
 from finetune.loaders import load_events, write_events, write_text_atomic
+from finetune.lora import LoraConfig
 from finetune.synthetic import SyntheticConfig, generate
+from finetune.train import train
 from service import cli_model
 from service.cli_common import clean_errors, err, out, print_report, progress_bar
 from service.settings import Settings
@@ -76,10 +78,11 @@ def demo_data_cmd(
 @app.command("demo")
 @clean_errors
 def demo_cmd(
-    home: Annotated[Optional[Path], typer.Option(help="working directory (default RETENTION_HOME)")] = None,
-    customers: Annotated[Optional[int], typer.Option(min=50, help="synthetic customers")] = None,
+    home: Annotated[Path | None, typer.Option(help="working directory (default RETENTION_HOME)")] = None,
+    customers: Annotated[int | None, typer.Option(min=50, help="synthetic customers")] = None,
+    encoder_examples: Annotated[int, typer.Option(min=100, help="snapshots the encoder trains on")] = 3000,
 ) -> None:
-    """The main job on embedded defaults: demo data, train, evaluate, print the report."""
+    """The main job on embedded defaults: demo data, train the model, evaluate, print the report."""
     settings = Settings()
     home = home or settings.home
     n = customers or settings.demo_customers
@@ -89,11 +92,17 @@ def demo_cmd(
         demo_data_cmd(out_dir=data_dir, customers=n, seed=settings.seed, days=730)
     frame, report = load_events(events_path)
     print_report(report)
+    # A budget that trains in minutes on 2 CPU cores; `retention train` has the full options.
+    config = EvaluateConfig(lora=LoraConfig(max_tokens=128, epochs=1, seed=settings.seed),
+                            encoder_max_examples=encoder_examples)
+    root = home / "models"
     with progress_bar(None, "training and evaluating") as tracker:
-        result = evaluate(frame, EvaluateConfig(), dataset="demo", progress=tracker)
+        config.step_progress = tracker.steps
+        version, result = train(frame, config, root, dataset="demo", progress=tracker)
     report_path = write_text_atomic(json.dumps(result, indent=2),
                                     home / "reports" / "demo_evaluation.json")
     cli_model.print_table(result)
+    out.print(f"model: {root / 'versions' / version} (card: MODEL_CARD.md)")
     out.print(f"report: {report_path}")
 
 

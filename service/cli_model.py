@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import pandas as pd
 import typer
@@ -24,31 +24,31 @@ models_app = typer.Typer(help="List trained model versions, pick the current one
                          no_args_is_help=True)
 
 # Options shared by evaluate and train.
-Events = Annotated[Optional[Path], typer.Option(help="events file (.csv, .csv.gz, .parquet)")]
+Events = Annotated[Path | None, typer.Option(help="events file (.csv, .csv.gz, .parquet)")]
 Horizon = Annotated[int, typer.Option(min=1, help="churn horizon in days")]
 Kind = Annotated[str, typer.Option(help="churn definition: inactivity or explicit")]
 Lookback = Annotated[int, typer.Option(min=1, help="eligibility: an order in these days")]
 Step = Annotated[int, typer.Option(min=1, help="days between training cutoffs")]
 Activity = Annotated[str, typer.Option(help="events that count as buying, comma-separated")]
 MinPrior = Annotated[int, typer.Option(min=1, help="activity events needed before the cutoff")]
-MaxCutoffs = Annotated[Optional[int], typer.Option(help="keep the latest N training cutoffs")]
+MaxCutoffs = Annotated[int | None, typer.Option(help="keep the latest N training cutoffs")]
 Encoder = Annotated[str, typer.Option(help="minilm, multilingual, or a local HF model path")]
 MaxTokens = Annotated[int, typer.Option(min=16, help="token budget of a serialized history")]
 NoText = Annotated[bool, typer.Option("--no-text", help="blank review/ticket text (ablation)")]
 Epochs = Annotated[int, typer.Option(min=1, help="passes over the training snapshots")]
-MaxSteps = Annotated[Optional[int], typer.Option(help="stop after this many optimizer steps")]
+MaxSteps = Annotated[int | None, typer.Option(help="stop after this many optimizer steps")]
 BatchSize = Annotated[int, typer.Option(min=1, help="training batch size")]
 Lr = Annotated[float, typer.Option(help="learning rate of the LoRA adapters and head")]
 LoraR = Annotated[int, typer.Option(min=1, help="LoRA rank")]
 LoraAlpha = Annotated[int, typer.Option(min=1, help="LoRA alpha")]
 LoraDropout = Annotated[float, typer.Option(min=0.0, max=0.9, help="LoRA dropout")]
 Targets = Annotated[str, typer.Option(help="LoRA target modules, comma-separated")]
-MaxExamples = Annotated[Optional[int], typer.Option(help="train the encoder on at most N snapshots")]
+MaxExamples = Annotated[int | None, typer.Option(help="train the encoder on at most N snapshots")]
 Seed = Annotated[int, typer.Option(help="random seed; same seed, same model")]
-Maps = Annotated[Optional[list[str]], typer.Option("--map", help="canonical=source column")]
-MappingFile = Annotated[Optional[Path], typer.Option(help="JSON column mapping file")]
-SqlUrl = Annotated[Optional[str], typer.Option(help="SQLAlchemy URL, e.g. sqlite:///shop.db")]
-Query = Annotated[Optional[str], typer.Option(help="SQL query returning events")]
+Maps = Annotated[list[str] | None, typer.Option("--map", help="canonical=source column")]
+MappingFile = Annotated[Path | None, typer.Option(help="JSON column mapping file")]
+SqlUrl = Annotated[str | None, typer.Option(help="SQLAlchemy URL, e.g. sqlite:///shop.db")]
+Query = Annotated[str | None, typer.Option(help="SQL query returning events")]
 DropInvalid = Annotated[bool, typer.Option(help="drop and count invalid rows instead of failing")]
 
 
@@ -121,11 +121,11 @@ def evaluate_cmd(
     lora_r: LoraR = 8, lora_alpha: LoraAlpha = 16, lora_dropout: LoraDropout = 0.1,
     target_modules: Targets = "query,key,value,dense", encoder_max_examples: MaxExamples = None,
     seed: Seed = 0,
-    model: Annotated[Optional[Path], typer.Option(help="evaluate this trained model instead")] = None,
+    model: Annotated[Path | None, typer.Option(help="evaluate this trained model instead")] = None,
     map_: Maps = None, mapping: MappingFile = None, sql_url: SqlUrl = None, query: Query = None,
     drop_invalid: DropInvalid = False,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
-    out_file: Annotated[Optional[Path], typer.Option("--out", help="also write the JSON here")] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="also write the JSON here")] = None,
 ) -> None:
     """Backtest models on the honest point-in-time protocol and report test metrics."""
     names = tuple(m.strip() for m in models.split(",") if m.strip())
@@ -205,7 +205,7 @@ def models_use(root: Annotated[Path, typer.Argument()], version: Annotated[str, 
 @models_app.command("rollback")
 @clean_errors
 def models_rollback(root: Annotated[Path, typer.Argument()],
-                    to: Annotated[Optional[str], typer.Option(help="version to return to")] = None) -> None:
+                    to: Annotated[str | None, typer.Option(help="version to return to")] = None) -> None:
     """Make the previous version (or --to VERSION) current."""
     err.print(f"current: {rollback(root, to)}")
 
