@@ -20,9 +20,10 @@ import pandas as pd
 
 from finetune.labels import DAY, as_cutoff
 
-SERIALIZATION_VERSION = "1"
+SERIALIZATION_VERSION = "2"
 SEPARATOR = " | "
-MAX_EVENT_TOKENS = 48
+MAX_EVENT_TOKENS = 48  # reviews, tickets: the customer's own words carry the signal
+MAX_ORDER_TOKENS = 24  # orders, returns: short, so that more of the buying rhythm fits
 MAX_TEXT_CHARS = 400
 
 
@@ -62,25 +63,41 @@ def _plural(n: float, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
+def _since(days: float) -> str:
+    """Words for a span: encoders read 'over six months' far better than '212'."""
+    for limit, words in ((7, "this week"), (31, "this month"), (92, "one to three months"),
+                         (183, "three to six months")):
+        if days < limit:
+            return words
+    return "over six months"
+
+
+def _buyer(orders: float) -> str:
+    return ("one-time buyer" if orders <= 1 else "occasional buyer" if orders <= 3
+            else "regular buyer" if orders <= 10 else "frequent buyer")
+
+
 def header_facts(f: pd.Series) -> list[tuple[str, str]]:
     """(name, sentence) pairs from one row of ``features.FEATURE_COLUMNS``; only facts that exist."""
-    facts = [("tenure", f"customer for {int(f['tenure_days'])} days")]
+    facts = [("tenure", f"customer for {int(f['tenure_days'])} days ({_since(f['tenure_days'])})")]
     if f["frequency"] > 0:
-        facts.append(("orders", (f"{_plural(f['frequency'], 'order')}, {_money(f['monetary'])} "
-                                f"total, {_money(f['avg_amount'])} on average")))
+        facts.append(("orders", f"{_plural(f['frequency'], 'order')} ({_buyer(f['frequency'])}), "
+                                f"{_money(f['monetary'])} total, {_money(f['avg_amount'])} on "
+                                "average"))
+        recency = f"last order {int(f['recency_days'])} days ago ({_since(f['recency_days'])})"
         if math.isnan(f["gap_mean"]):
-            facts.append(("recency", (f"last order {int(f['recency_days'])} days ago, "
-                                     "only one order so far")))
+            facts.append(("recency", f"{recency}, only one order so far"))
         else:
             ratio = f["recency_over_gap"]
-            pace = ("overdue" if ratio > 1.5 else "on schedule" if ratio >= 0.5 else "recent")
-            facts.append(("recency", (f"last order {int(f['recency_days'])} days ago, usually every "
-                                     f"{round(f['gap_mean'])} days ({pace})")))
+            pace = ("long overdue" if ratio > 2 else "overdue" if ratio > 1.2
+                    else "on schedule" if ratio >= 0.5 else "recent")
+            facts.append(("recency", f"{recency}, usually every {round(f['gap_mean'])} days: "
+                                     f"{pace}"))
         if f["amount_90d"] + f["amount_prev_90d"] > 0:
             trend = f["spend_trend"]
             word = "up" if trend > 0.2 else "down" if trend < -0.2 else "flat"
-            facts.append(("trend", (f"spend {word}: {_money(f['amount_90d'])} in the last 90 days "
-                                   f"against {_money(f['amount_prev_90d'])} before")))
+            facts.append(("trend", f"spend {word}: {_money(f['amount_90d'])} in the last 90 days "
+                                   f"against {_money(f['amount_prev_90d'])} before"))
     if f["n_returns"] > 0:
         facts.append(("returns", (f"{_plural(f['n_returns'], 'return')} "
                                  f"({_money(f['return_amount'])}), {int(f['returns_90d'])} recent")))
@@ -136,13 +153,13 @@ class Serializer:
         self.sep_tokens = len(tokenizer(SEPARATOR.strip(), add_special_tokens=False)["input_ids"])
         self.special = tokenizer.num_special_tokens_to_add(pair=False)
 
-    def _fit(self, texts: list[str]) -> tuple[list[str], list[int]]:
-        """Cut each text to MAX_EVENT_TOKENS tokens (at a token boundary) and count its tokens."""
+    def _fit(self, texts: list[str], caps: list[int]) -> tuple[list[str], list[int]]:
+        """Cut each text to its cap in tokens (at a token boundary) and count its tokens."""
         enc = self.tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
         out, counts = [], []
-        for text, ids, offsets in zip(texts, enc["input_ids"], enc["offset_mapping"]):
-            if len(ids) > MAX_EVENT_TOKENS:
-                text = text[: offsets[MAX_EVENT_TOKENS - 2][1]] + " …"
+        for text, ids, offsets, cap in zip(texts, enc["input_ids"], enc["offset_mapping"], caps):
+            if len(ids) > cap:
+                text = text[: offsets[cap - 2][1]] + " …"
                 ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
             out.append(text)
             counts.append(len(ids))
@@ -160,7 +177,10 @@ class Serializer:
             f"{customer_id}:{ts.isoformat()}:{ev}" for ts, ev in zip(hist["ts"], hist["event"])]
         sentences = [event_sentence(row, int(d), self.include_text)
                      for (_, row), d in zip(hist.iterrows(), days)]
-        texts, counts = self._fit([t for _, t in facts] + sentences)
+        caps = [MAX_EVENT_TOKENS] * len(facts) + [
+            MAX_ORDER_TOKENS if kind in ("order", "return") else MAX_EVENT_TOKENS
+            for kind in hist["event"].astype(str)]
+        texts, counts = self._fit([t for _, t in facts] + sentences, caps)
         budget = self.max_tokens - self.special
         segments: list[Segment] = []
         used = 0

@@ -40,7 +40,7 @@ def test_deterministic_and_versioned(tokenizer, snaps):
     a = [s.text for s in Serializer(tokenizer, 128).serialize_snapshots(events, feats)]
     b = [s.text for s in Serializer(tokenizer, 128).serialize_snapshots(events.sample(frac=1, random_state=1), feats)]
     assert a == b
-    assert Serializer(tokenizer).serialize_snapshots(events, feats.head(1))[0].version == "1"
+    assert Serializer(tokenizer).serialize_snapshots(events, feats.head(1))[0].version == "2"
 
 
 def test_drops_oldest_events_first_and_keeps_header(tokenizer, snaps):
