@@ -24,7 +24,7 @@ TINY = LoraConfig(max_tokens=96, batch_size=16, lr=2e-3, epochs=1, max_steps=160
 @pytest.fixture(scope="module")
 def parts(synthetic):
     events, _ = synthetic
-    config = EvaluateConfig(models=("encoder",), lora=TINY)
+    config = EvaluateConfig(models=("encoder",), lora=TINY, max_train_cutoffs=6)
     parts, _ = prepare(events, config, lambda _m: None)
     return events, parts
 
