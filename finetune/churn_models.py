@@ -1,6 +1,7 @@
 """The text model kinds for ``evaluate`` and ``train``: ``encoder`` and ``hybrid``.
 
-Both follow the baselines' contract (``fit(X, y, X_val, y_val)`` returns self, ``predict_proba``)
+``fused`` is the encoder with the numeric aggregates concatenated to its pooled text embedding
+before the head, trained end to end. All three follow the baselines' contract (``fit(X, y, X_val, y_val)`` returns self, ``predict_proba``)
 on snapshot frames that carry a serialized ``text`` column. ``encoder`` is the LoRA model with a
 Platt calibration fitted on validation; ``hybrid`` stacks the encoder's logit with LightGBM's on
 validation (a two-weight logistic regression, so it is calibrated by construction).
@@ -18,6 +19,7 @@ from sklearn.linear_model import LogisticRegression
 
 from finetune.baselines import LightGBMBaseline
 from finetune.calibration import PlattCalibrator, logit
+from finetune.features import FEATURE_COLUMNS
 from finetune.lora import EncoderChurnModel, LoraConfig, Progress
 
 
@@ -36,12 +38,19 @@ class EncoderKind:
         self._cache.clear()
         self.model = EncoderChurnModel(self.config).fit(
             X["text"].tolist(), y, X_val["text"].tolist(), y_val,
-            checkpoint_dir=self.checkpoint_dir, progress=self.progress)
+            checkpoint_dir=self.checkpoint_dir, progress=self.progress,
+            numeric=self._numeric(X), val_numeric=self._numeric(X_val))
         self.calibrator.fit(self.predict_logits(X_val), y_val)
         best = max((h["val_pr_auc"] for h in self.model.history), default=float("nan"))
         self.params = {"steps": self.model.history[-1]["step"] if self.model.history else 0,
                        "val_pr_auc_best": best, **self.calibrator.to_dict()}
         return self
+
+    def _numeric(self, X: pd.DataFrame) -> np.ndarray | None:
+        """The fused kind also reads the aggregates the baselines see."""
+        if not self.config.n_numeric:
+            return None
+        return X[list(FEATURE_COLUMNS)].to_numpy(dtype=np.float64)
 
     def predict_logits(self, X: pd.DataFrame) -> np.ndarray:
         """Memoised on the texts: evaluation asks for the same split several times."""
@@ -51,7 +60,7 @@ class EncoderKind:
         if key not in self._cache:
             if len(self._cache) >= 4:
                 self._cache.pop(next(iter(self._cache)))
-            self._cache[key] = self.model.predict_logits(texts)
+            self._cache[key] = self.model.predict_logits(texts, numeric=self._numeric(X))
         return self._cache[key]
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:

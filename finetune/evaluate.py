@@ -16,12 +16,13 @@ import numpy as np
 import pandas as pd
 
 from finetune.baselines import BASELINES, LightGBMBaseline
+from finetune.features import FEATURE_COLUMNS
 from finetune.labels import ChurnDefinition, plan_backtest
 from finetune.lora import LoraConfig
 from finetune.metrics import best_f1_threshold, evaluate_predictions
 from finetune.snapshots import backtest_snapshots
 
-TEXT_KINDS = ("encoder", "hybrid")
+TEXT_KINDS = ("encoder", "hybrid", "fused")
 MODEL_KINDS: tuple[str, ...] = (*BASELINES, *TEXT_KINDS)
 
 
@@ -60,14 +61,16 @@ def fit_models(parts: dict[str, pd.DataFrame], config: EvaluateConfig,
     wanted = list(config.models)
     needed = set(wanted) | ({"encoder", "lightgbm"} if "hybrid" in wanted else set())
     fitted: dict[str, Any] = {}
+    enc_fit = fit
+    if config.encoder_max_examples and len(fit) > config.encoder_max_examples:
+        enc_fit = fit.sample(config.encoder_max_examples, random_state=config.lora.seed)
     for name in [k for k in MODEL_KINDS if k in needed and k != "hybrid"]:
         note(f"fitting {name}")
-        if name == "encoder":
-            enc_fit = fit
-            if config.encoder_max_examples and len(fit) > config.encoder_max_examples:
-                enc_fit = fit.sample(config.encoder_max_examples, random_state=config.lora.seed)
-            fitted[name] = EncoderKind(config.lora, config.checkpoint_dir,
-                                         progress=config.step_progress).fit(
+        if name in ("encoder", "fused"):
+            lora = config.lora if name == "encoder" else replace(
+                config.lora, n_numeric=len(FEATURE_COLUMNS))
+            ckpt = config.checkpoint_dir / name if config.checkpoint_dir else None
+            fitted[name] = EncoderKind(lora, ckpt, progress=config.step_progress).fit(
                 enc_fit, enc_fit["label"].to_numpy(), val, y_val)
         else:
             fitted[name] = BASELINES[name]().fit(fit, y, val, y_val)

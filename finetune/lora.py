@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -45,6 +46,7 @@ class LoraConfig:
     patience: int = 3
     seed: int = 0
     device: str = "auto"
+    n_numeric: int = 0  # > 0: numeric aggregates are fused into the head (the "fused" kind)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "target_modules": list(self.target_modules)}
@@ -63,19 +65,47 @@ def pick_device(name: str) -> torch.device:
 
 
 class ChurnClassifier(nn.Module):
-    """Backbone (with LoRA) -> masked mean pooling -> dropout -> one logit."""
+    """Backbone (with LoRA) -> masked mean pooling -> dropout [+ numeric features] -> one logit."""
 
-    def __init__(self, backbone: nn.Module, hidden: int, dropout: float = 0.1) -> None:
+    def __init__(self, backbone: nn.Module, hidden: int, dropout: float = 0.1,
+                 n_numeric: int = 0) -> None:
         super().__init__()
         self.backbone = backbone
         self.drop = nn.Dropout(dropout)
-        self.head = nn.Linear(hidden, 1)
+        self.head = nn.Linear(hidden + n_numeric, 1)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                numeric: torch.Tensor | None = None) -> torch.Tensor:
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-        return self.head(self.drop(pooled)).squeeze(-1).float()
+        pooled = self.drop((hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0))
+        if numeric is not None:
+            pooled = torch.cat([pooled, numeric.to(pooled.dtype)], dim=1)
+        return self.head(pooled).squeeze(-1).float()
+
+
+@dataclass
+class NumericScaler:
+    """Signed log, median imputation and standardisation, fitted on training rows only."""
+
+    medians: list[float] = field(default_factory=list)
+    means: list[float] = field(default_factory=list)
+    stds: list[float] = field(default_factory=list)
+
+    def fit(self, X: np.ndarray) -> NumericScaler:
+        z = np.sign(X) * np.log1p(np.abs(X))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-empty columns -> median 0
+            med = np.nan_to_num(np.nanmedian(z, axis=0))
+        z = np.where(np.isnan(z), med, z)
+        self.medians, self.means = med.tolist(), z.mean(0).tolist()
+        self.stds = np.where(z.std(0) > 1e-9, z.std(0), 1.0).tolist()
+        return self
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        z = np.sign(X) * np.log1p(np.abs(X))
+        z = np.where(np.isnan(z), np.asarray(self.medians), z)
+        return ((z - np.asarray(self.means)) / np.asarray(self.stds)).astype(np.float32)
 
 
 def bucketed_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator,
@@ -99,6 +129,16 @@ class EncoderChurnModel:
     model: ChurnClassifier | None = None
     tokenizer: object | None = None
     history: list[dict] = field(default_factory=list)
+    scaler: NumericScaler | None = None
+
+    def _numeric(self, numeric: np.ndarray | None, n: int) -> np.ndarray | None:
+        if not self.config.n_numeric:
+            return None
+        if numeric is None or numeric.shape != (n, self.config.n_numeric):
+            raise ValueError(f"this model fuses {self.config.n_numeric} numeric features: pass "
+                             f"an array of shape ({n}, {self.config.n_numeric})")
+        assert self.scaler is not None
+        return self.scaler.transform(np.asarray(numeric, dtype=np.float64))
 
     # ---- construction -------------------------------------------------------------------------
     def _build(self) -> None:
@@ -113,7 +153,8 @@ class EncoderChurnModel:
                                   lora_dropout=cfg.lora_dropout,
                                   target_modules=list(cfg.target_modules), bias="none")
         backbone = get_peft_model(backbone, peft_cfg)
-        self.model = ChurnClassifier(backbone, backbone.config.hidden_size)
+        self.model = ChurnClassifier(backbone, backbone.config.hidden_size,
+                                     n_numeric=cfg.n_numeric)
 
     def _encode(self, texts: Sequence[str]) -> list[list[int]]:
         assert self.tokenizer is not None
@@ -137,8 +178,13 @@ class EncoderChurnModel:
     # ---- training -----------------------------------------------------------------------------
     def fit(self, texts: Sequence[str], y: np.ndarray, val_texts: Sequence[str],
             y_val: np.ndarray, checkpoint_dir: Path | None = None,
-            progress: Progress | None = None) -> EncoderChurnModel:
+            progress: Progress | None = None, numeric: np.ndarray | None = None,
+            val_numeric: np.ndarray | None = None) -> EncoderChurnModel:
         cfg = self.config
+        if cfg.n_numeric:
+            self.scaler = NumericScaler().fit(np.asarray(numeric, dtype=np.float64))
+        train_num = self._numeric(numeric, len(texts))
+        val_num_all = self._numeric(val_numeric, len(val_texts))
         self._build()
         assert self.model is not None
         device = pick_device(cfg.device)
@@ -149,6 +195,7 @@ class EncoderChurnModel:
         rng_val = np.random.default_rng(cfg.seed)
         val_pick = np.sort(rng_val.permutation(len(val_texts))[:cfg.eval_examples])
         val_ids = self._encode([val_texts[i] for i in val_pick])
+        val_num = val_num_all[val_pick] if val_num_all is not None else None
         y_eval = np.asarray(y_val)[val_pick]
 
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -188,7 +235,9 @@ class EncoderChurnModel:
                 torch.manual_seed(cfg.seed * 1_000_003 + step)
                 input_ids, mask = self._collate([train_ids[i] for i in idx], device)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                    logits = self.model(input_ids, mask)
+                    num = (torch.as_tensor(train_num[idx], device=device)
+                           if train_num is not None else None)
+                    logits = self.model(input_ids, mask, num)
                 loss = loss_fn(logits, torch.as_tensor(y[idx], device=device))
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -199,7 +248,8 @@ class EncoderChurnModel:
                 if progress:
                     progress(step, total, f"loss {loss.item():.3f}")
                 if step % cfg.eval_every == 0 or step == total:
-                    score = float(average_precision_score(y_eval, self._logits(val_ids, device)))
+                    score = float(average_precision_score(
+                        y_eval, self._logits(val_ids, device, numeric=val_num)))
                     state["history"].append({"step": step, "val_pr_auc": score,
                                              "loss": float(loss.item())})
                     if score > state["best"]:
@@ -226,7 +276,8 @@ class EncoderChurnModel:
 
     # ---- inference ----------------------------------------------------------------------------
     @torch.inference_mode()
-    def _logits(self, ids: list[list[int]], device: torch.device, batch_size: int = 64) -> np.ndarray:
+    def _logits(self, ids: list[list[int]], device: torch.device, batch_size: int = 64,
+                numeric: np.ndarray | None = None) -> np.ndarray:
         assert self.model is not None
         self.model.eval()
         order = np.argsort([len(x) for x in ids], kind="stable")
@@ -235,13 +286,16 @@ class EncoderChurnModel:
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
             input_ids, mask = self._collate([ids[i] for i in idx], device)
+            num = torch.as_tensor(numeric[idx], device=device) if numeric is not None else None
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                out[idx] = self.model(input_ids, mask).float().cpu().numpy()
+                out[idx] = self.model(input_ids, mask, num).float().cpu().numpy()
         return out
 
-    def predict_logits(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+    def predict_logits(self, texts: Sequence[str], batch_size: int = 64,
+                       numeric: np.ndarray | None = None) -> np.ndarray:
         device = next(self.model.parameters()).device  # type: ignore[union-attr]
-        return self._logits(self._encode(texts), device, batch_size)
+        return self._logits(self._encode(texts), device, batch_size,
+                            numeric=self._numeric(numeric, len(texts)))
 
     # ---- persistence --------------------------------------------------------------------------
     def save(self, directory: Path) -> None:
@@ -252,8 +306,9 @@ class EncoderChurnModel:
 
         head = {k: v.detach().cpu().contiguous() for k, v in self.model.head.state_dict().items()}
         save_file(head, directory / "head.safetensors")
+        scaler = asdict(self.scaler) if self.scaler else None
         (directory / "encoder_config.json").write_text(json.dumps(
-            {"lora": self.config.to_dict(), "history": self.history}, indent=2))
+            {"lora": self.config.to_dict(), "history": self.history, "scaler": scaler}, indent=2))
 
     @classmethod
     def load(cls, directory: Path, device: str = "auto") -> EncoderChurnModel:
@@ -263,9 +318,11 @@ class EncoderChurnModel:
         meta = json.loads((directory / "encoder_config.json").read_text())
         cfg = LoraConfig.from_dict(meta["lora"])
         obj = cls(config=cfg, history=meta.get("history", []))
+        if meta.get("scaler"):
+            obj.scaler = NumericScaler(**meta["scaler"])
         obj.tokenizer = load_tokenizer(cfg.encoder)
         backbone = PeftModel.from_pretrained(load_backbone(cfg.encoder), directory / "adapter")
-        obj.model = ChurnClassifier(backbone, backbone.config.hidden_size)
+        obj.model = ChurnClassifier(backbone, backbone.config.hidden_size, n_numeric=cfg.n_numeric)
         obj.model.head.load_state_dict(load_file(directory / "head.safetensors"))
         obj.model.to(pick_device(device if device != "auto" else cfg.device)).eval()
         return obj

@@ -81,9 +81,9 @@ def header_facts(f: pd.Series) -> list[tuple[str, str]]:
     """(name, sentence) pairs from one row of ``features.FEATURE_COLUMNS``; only facts that exist."""
     facts = [("tenure", f"customer for {int(f['tenure_days'])} days ({_since(f['tenure_days'])})")]
     if f["frequency"] > 0:
-        facts.append(("orders", f"{_plural(f['frequency'], 'order')} ({_buyer(f['frequency'])}), "
+        facts.append(("orders", (f"{_plural(f['frequency'], 'order')} ({_buyer(f['frequency'])}), "
                                 f"{_money(f['monetary'])} total, {_money(f['avg_amount'])} on "
-                                "average"))
+                                "average")))
         recency = f"last order {int(f['recency_days'])} days ago ({_since(f['recency_days'])})"
         if math.isnan(f["gap_mean"]):
             facts.append(("recency", f"{recency}, only one order so far"))
@@ -91,13 +91,13 @@ def header_facts(f: pd.Series) -> list[tuple[str, str]]:
             ratio = f["recency_over_gap"]
             pace = ("long overdue" if ratio > 2 else "overdue" if ratio > 1.2
                     else "on schedule" if ratio >= 0.5 else "recent")
-            facts.append(("recency", f"{recency}, usually every {round(f['gap_mean'])} days: "
-                                     f"{pace}"))
+            facts.append(("recency", (f"{recency}, usually every {round(f['gap_mean'])} days: "
+                                     f"{pace}")))
         if f["amount_90d"] + f["amount_prev_90d"] > 0:
             trend = f["spend_trend"]
             word = "up" if trend > 0.2 else "down" if trend < -0.2 else "flat"
-            facts.append(("trend", f"spend {word}: {_money(f['amount_90d'])} in the last 90 days "
-                                   f"against {_money(f['amount_prev_90d'])} before"))
+            facts.append(("trend", (f"spend {word}: {_money(f['amount_90d'])} in the last 90 days "
+                                   f"against {_money(f['amount_prev_90d'])} before")))
     if f["n_returns"] > 0:
         facts.append(("returns", (f"{_plural(f['n_returns'], 'return')} "
                                  f"({_money(f['return_amount'])}), {int(f['returns_90d'])} recent")))

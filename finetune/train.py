@@ -21,8 +21,8 @@ import pandas as pd
 from jinja2 import Template
 
 from finetune.artifacts import next_version, publish, staging_dir
+from finetune.baselines import BASELINES
 from finetune.evaluate import (
-    MODEL_KINDS,
     EvaluateConfig,
     fit_models,
     prepare,
@@ -32,6 +32,8 @@ from finetune.evaluate import (
 from finetune.features import FEATURE_COLUMNS
 from finetune.serialize import SERIALIZATION_VERSION
 
+# The published model: the baselines for the card, the encoder and its stack with LightGBM.
+TRAINED_KINDS = (*BASELINES, "encoder", "hybrid")
 CARD = Template("""# Churn model {{ version }}
 
 Trained {{ created }} on `{{ dataset }}` ({{ n_events }} events) with Retention Assistant.
@@ -86,7 +88,7 @@ def train(events: pd.DataFrame, config: EvaluateConfig, root: Path, dataset: str
     note = progress or (lambda _msg: None)
     started = time.time()
     work = root / ".work" / run_hash(events, config)
-    config = replace(config, models=MODEL_KINDS, checkpoint_dir=work)
+    config = replace(config, models=TRAINED_KINDS, checkpoint_dir=work)
     parts, plan = prepare(events, config, note)
     result = result_header(dataset, config, parts, plan)
     result["encoder"] = config.lora.to_dict()

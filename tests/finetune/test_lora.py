@@ -102,3 +102,26 @@ def test_interrupted_training_resumes_to_the_same_model(parts, tmp_path):
     texts = val["text"].tolist()
     np.testing.assert_allclose(resumed.predict_logits(texts), straight.predict_logits(texts),
                                rtol=0, atol=1e-5)
+
+
+def test_fused_kind_reads_the_aggregates_and_reloads(parts, tmp_path):
+    from dataclasses import replace
+
+    from finetune.churn_models import EncoderKind
+    from finetune.features import FEATURE_COLUMNS
+
+    _, p = parts
+    fit, val = p["fit"].head(320), p["val"].head(128)
+    cfg = replace(TINY, max_tokens=48, max_steps=20, eval_every=10, eval_examples=64,
+                  n_numeric=len(FEATURE_COLUMNS))
+    kind = EncoderKind(cfg).fit(fit, fit["label"].to_numpy(), val, val["label"].to_numpy())
+    probs = kind.predict_proba(val)
+    assert probs.shape == (len(val),) and np.all((probs > 0) & (probs < 1))
+    # The numeric part matters: scrambling the aggregates changes the scores.
+    shuffled = val.copy()
+    shuffled[list(FEATURE_COLUMNS)] = val[list(FEATURE_COLUMNS)].sample(frac=1, random_state=0).to_numpy()
+    kind._cache.clear()
+    assert not np.allclose(kind.predict_proba(shuffled), probs)
+    kind.save(tmp_path)
+    again = EncoderKind.load(tmp_path, device="cpu")
+    np.testing.assert_allclose(again.predict_proba(val), probs, atol=1e-6)
