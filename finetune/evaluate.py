@@ -151,4 +151,4 @@ def evaluate(events: pd.DataFrame, config: EvaluateConfig, dataset: str = "event
     return result
 
 
-__all__ = ["MODEL_KINDS", "EvaluateConfig", "evaluate", "fit_models", "prepare", "replace"]
+__all__ = ["MODEL_KINDS", "EvaluateConfig", "evaluate", "fit_models", "prepare", "score_models"]
