@@ -271,7 +271,6 @@ class EncoderChurnModel:
         if state["best_state"] is not None:
             self.model.load_state_dict(state["best_state"], strict=False)
         self.history = state["history"]
-        self.model.to("cpu" if device.type == "cpu" else device)
         return self
 
     # ---- inference ----------------------------------------------------------------------------

@@ -206,5 +206,6 @@ class Serializer:
         by_customer = {cid: frame for cid, frame in
                        events.groupby("customer_id", observed=True, sort=False)}
         empty = events.iloc[0:0]
-        return [self.serialize(row.customer_id, row.cutoff, snap, by_customer.get(row.customer_id, empty))
-                for row, (_, snap) in zip(snapshots.itertuples(index=False), snapshots.iterrows())]
+        return [self.serialize(snap["customer_id"], snap["cutoff"], snap,
+                               by_customer.get(snap["customer_id"], empty))
+                for _, snap in snapshots.iterrows()]
