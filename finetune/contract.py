@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-EVENT_TYPES: tuple[str, ...] = ("order", "return", "review", "ticket", "visit", "cancel", "other")
+EVENT_TYPES: tuple[str, ...] = ("order", "return", "review", "ticket", "visit", "cancel", "note",
+                                 "other")
 REQUIRED_COLUMNS: tuple[str, ...] = ("customer_id", "ts", "event")
 OPTIONAL_COLUMNS: dict[str, str] = {
     "amount": "number",
@@ -21,6 +22,7 @@ OPTIONAL_COLUMNS: dict[str, str] = {
     "item": "string",
     "rating": "number 1-5",
     "text": "string",
+    "event_id": "string, unique (derived from the row's content when absent)",
 }
 EVENT_COLUMNS: tuple[str, ...] = REQUIRED_COLUMNS + tuple(OPTIONAL_COLUMNS)
 CUSTOMER_COLUMNS: tuple[str, ...] = ("customer_id", "signup_ts", "country", "segment")
@@ -90,6 +92,21 @@ def _clean_id(raw: pd.Series) -> pd.Series:
     return s.mask(s.isin(["", "nan", "NaN", "None", "<NA>"]))
 
 
+def _event_ids(out: pd.DataFrame, source: str, row_label: str) -> pd.Series:
+    """Given ids must be unique; missing ones come from the row's content, so they are the same
+    every time the same export is loaded (retrieval upserts by them) and never collide."""
+    given = out["event_id"]
+    content = out.drop(columns=["event_id"]).astype("string").fillna("")
+    derived = "e" + pd.Series(pd.util.hash_pandas_object(content, index=False).to_numpy(),
+                              index=out.index).map("{:016x}".format)
+    ids = given.fillna(derived).astype("string")
+    dup = ids.duplicated(keep=False).to_numpy()
+    if dup.any():
+        raise DataError(source, "event_id", [], "one row per event_id",
+                        _examples(ids, dup), n_bad=int(dup.sum()), row_label=row_label)
+    return ids
+
+
 def validate_events(df: pd.DataFrame, source: str = "events", *, drop_invalid: bool = False,
                     row_offset: int = 1, row_label: str = "row"
                     ) -> tuple[pd.DataFrame, ValidationReport]:
@@ -146,10 +163,11 @@ def validate_events(df: pd.DataFrame, source: str = "events", *, drop_invalid: b
             out[name] = num.astype("float64")
         else:
             out[name] = np.nan
-    for name in ("order_id", "item", "text"):
+    for name in ("order_id", "item", "text", "event_id"):
         if name in df.columns:
             col = df[name].astype("string")
-            out[name] = _clean_id(col) if name == "order_id" else col.str.replace("\ufeff", "")
+            out[name] = (_clean_id(col) if name in ("order_id", "event_id")
+                         else col.str.replace("\ufeff", ""))
         else:
             out[name] = pd.Series(pd.NA, index=df.index, dtype="string")
 
@@ -160,6 +178,7 @@ def validate_events(df: pd.DataFrame, source: str = "events", *, drop_invalid: b
     out = out.drop_duplicates()
     report.drop("exact duplicate", n_before - len(out))
     out = out.sort_values(["customer_id", "ts"], kind="stable").reset_index(drop=True)
+    out["event_id"] = _event_ids(out, source, row_label)
     out["event"] = out["event"].astype(pd.CategoricalDtype(list(EVENT_TYPES)))
     report.n_output = len(out)
     return out[list(EVENT_COLUMNS)], report

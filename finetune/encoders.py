@@ -17,7 +17,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 ENCODER_NAMES = ("minilm", "multilingual")
 
 
-def _quiet() -> None:
+def quiet() -> None:
     """Loading bars and deprecation chatter from transformers would drown our own progress."""
     import warnings
 
@@ -55,12 +55,12 @@ def resolve_encoder(name: str) -> Path:
 def load_tokenizer(name: str):
     from transformers import AutoTokenizer
 
-    _quiet()
+    quiet()
     return AutoTokenizer.from_pretrained(resolve_encoder(name), local_files_only=True)
 
 
 def load_backbone(name: str):
     from transformers import AutoModel
 
-    _quiet()
+    quiet()
     return AutoModel.from_pretrained(resolve_encoder(name), local_files_only=True)

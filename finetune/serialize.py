@@ -54,7 +54,7 @@ class Serialized:
         return SEPARATOR.join(s.text for s in self.segments if s.sid not in drop)
 
 
-def _money(x: float) -> str:
+def money(x: float) -> str:
     return f"{x:,.2f}"
 
 
@@ -82,7 +82,7 @@ def header_facts(f: pd.Series) -> list[tuple[str, str]]:
     facts = [("tenure", f"customer for {int(f['tenure_days'])} days ({_since(f['tenure_days'])})")]
     if f["frequency"] > 0:
         facts.append(("orders", (f"{_plural(f['frequency'], 'order')} ({_buyer(f['frequency'])}), "
-                                f"{_money(f['monetary'])} total, {_money(f['avg_amount'])} on "
+                                f"{money(f['monetary'])} total, {money(f['avg_amount'])} on "
                                 "average")))
         recency = f"last order {int(f['recency_days'])} days ago ({_since(f['recency_days'])})"
         if math.isnan(f["gap_mean"]):
@@ -96,11 +96,11 @@ def header_facts(f: pd.Series) -> list[tuple[str, str]]:
         if f["amount_90d"] + f["amount_prev_90d"] > 0:
             trend = f["spend_trend"]
             word = "up" if trend > 0.2 else "down" if trend < -0.2 else "flat"
-            facts.append(("trend", (f"spend {word}: {_money(f['amount_90d'])} in the last 90 days "
-                                   f"against {_money(f['amount_prev_90d'])} before")))
+            facts.append(("trend", (f"spend {word}: {money(f['amount_90d'])} in the last 90 days "
+                                   f"against {money(f['amount_prev_90d'])} before")))
     if f["n_returns"] > 0:
         facts.append(("returns", (f"{_plural(f['n_returns'], 'return')} "
-                                 f"({_money(f['return_amount'])}), {int(f['returns_90d'])} recent")))
+                                 f"({money(f['return_amount'])}), {int(f['returns_90d'])} recent")))
     if f["n_reviews"] > 0 and not math.isnan(f["rating_mean"]):
         facts.append(("rating", (f"average rating {f['rating_mean']:.1f} from "
                                 f"{_plural(f['n_reviews'], 'review')}, last {int(f['rating_last'])}")))
@@ -125,11 +125,11 @@ def event_sentence(row: pd.Series, days_ago: int, include_text: bool = True) -> 
     amount = row["amount"]
     item = row["item"] if isinstance(row["item"], str) and row["item"] else ""
     of = f" of {item}" if item else ""
-    money = f" {_money(amount)}" if isinstance(amount, float) and not math.isnan(amount) else ""
+    paid = f" {money(amount)}" if isinstance(amount, float) and not math.isnan(amount) else ""
     if kind == "order":
-        return f"{when}: order{money}{of}"
+        return f"{when}: order{paid}{of}"
     if kind == "return":
-        return f"{when}: return{money}{of}"
+        return f"{when}: return{paid}{of}"
     if kind == "review":
         rating = row["rating"]
         stars = f" {int(rating)}/5" if isinstance(rating, float) and not math.isnan(rating) else ""
@@ -138,14 +138,14 @@ def event_sentence(row: pd.Series, days_ago: int, include_text: bool = True) -> 
         return f"{when}: support ticket{_quote(row['text'], include_text)}"
     if kind == "cancel":
         return f"{when}: asked to close the account{_quote(row['text'], include_text)}"
-    return f"{when}: {kind}{money}{of}{_quote(row['text'], include_text)}"
+    return f"{when}: {kind}{paid}{of}{_quote(row['text'], include_text)}"
 
 
 class Serializer:
     """Budget-aware serializer; the tokenizer only counts tokens, it never changes the text order."""
 
     def __init__(self, tokenizer, max_tokens: int = 256, include_text: bool = True,
-                 skip_events: Sequence[str] = ("visit",)) -> None:
+                 skip_events: Sequence[str] = ("visit", "note")) -> None:
         self.tokenizer = tokenizer
         self.max_tokens = max_tokens
         self.include_text = include_text

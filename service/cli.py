@@ -18,7 +18,7 @@ from finetune.loaders import load_events, write_events, write_text_atomic
 from finetune.lora import LoraConfig
 from finetune.synthetic import SyntheticConfig, generate
 from finetune.train import train
-from service import cli_model
+from service import cli_assistant, cli_model
 from service.cli_common import clean_errors, err, out, print_report, progress_bar
 from service.settings import Settings
 
@@ -28,6 +28,7 @@ import_app = typer.Typer(help="Turn public datasets into the canonical events ta
                          no_args_is_help=True)
 app.add_typer(import_app, name="import")
 cli_model.register(app)
+cli_assistant.register(app)
 
 
 @import_app.command("online-retail")

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from assistant.llm import LLMUnavailable
 from finetune.contract import DataError, ValidationReport
 from finetune.loaders import ColumnMapping, load_events, load_events_sql
 
@@ -27,7 +28,7 @@ def clean_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (DataError, ValueError, FileNotFoundError) as exc:
+        except (DataError, ValueError, LookupError, FileNotFoundError, LLMUnavailable) as exc:
             err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=2) from None
 

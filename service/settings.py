@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -11,10 +12,37 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RETENTION_", env_file=".env", extra="ignore")
 
     home: Path = Path(".retention")
-    """Where the demo data, models and reports go by default."""
+    """Where the demo data, models, reports and the Chroma store go by default."""
 
     shared_data: Path = Path("../shared/data")
     """The real public datasets (Online Retail, Amazon reviews, Chinese reviews)."""
 
     seed: int = 0
     demo_customers: int = 2000
+
+    chroma_path: Path | None = None
+    """The Chroma store (default: HOME/chroma)."""
+
+    playbook: Path | None = None
+    """Your retention playbook YAML (default: the one that ships with the package)."""
+
+    band_medium: float = Field(0.3, gt=0, lt=1)
+    band_high: float = Field(0.6, gt=0, lt=1)
+
+    llm_backend: str = "local"
+    """local (Qwen2.5-Coder-1.5B GGUF), small (SmolLM2-135M), openai, or none."""
+    llm_model_path: Path | None = None
+    """A GGUF file to use instead of the packaged one (local/small backends)."""
+    llm_threads: int | None = None
+    llm_max_tokens: int = 384
+    openai_base_url: str | None = None
+    openai_model: str = "gpt-4o-mini"
+    openai_api_key: str | None = None
+
+    @property
+    def store_path(self) -> Path:
+        return self.chroma_path or self.home / "chroma"
+
+    @property
+    def models_path(self) -> Path:
+        return self.home / "models"

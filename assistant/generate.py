@@ -1,0 +1,102 @@
+"""The LangChain layer: evidence and candidate actions in, a checked draft (or a refusal) out.
+
+Customer-written text only ever enters the prompt as a JSON string inside an evidence line, so a
+review cannot close the data block or pose as the system; the system prompt says it is data; and
+whatever the model still makes of it has to pass ``checks`` before anyone sees it. A failing
+draft gets one retry with the problems listed, then the caller falls back to deterministic wording.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+
+from jinja2 import Environment, StrictUndefined
+from langchain_core.language_models.chat_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from pydantic import ValidationError
+
+from assistant.checks import check_draft
+from assistant.llm import structured
+from assistant.playbook import Action, Playbook
+from assistant.schema import Draft, Evidence
+
+JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
+_env = Environment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
+
+
+@lru_cache(maxsize=16)
+def template(name: str):
+    return _env.from_string(resources.files("prompts").joinpath(name).read_text("utf-8"))
+
+
+def evidence_line(e: Evidence) -> str:
+    """One JSON object: the text is a quoted string, whatever the customer wrote in it."""
+    item: dict[str, object] = {"id": e.id, "kind": e.kind, "text": e.text}
+    if e.contribution is not None:
+        item["push"] = round(100 * e.contribution, 1)
+    return json.dumps(item, ensure_ascii=False)
+
+
+def action_line(a: Action, lang: str) -> str:
+    return json.dumps({"id": a.id, "what": a.text(lang), "channel": a.channel, "cost": a.cost},
+                      ensure_ascii=False)
+
+
+def messages(customer_id: str, probability: float, band: str, cutoff: str,
+             evidence: list[Evidence], actions: list[Action], lang: str,
+             n_reasons: int = 3) -> list[BaseMessage]:
+    bands_zh = {"low": "低", "medium": "中", "high": "高"}
+    system = template(f"explain.system.{lang}.jinja").render(n_reasons=n_reasons)
+    user = template(f"explain.user.{lang}.jinja").render(
+        customer_id=json.dumps(customer_id, ensure_ascii=False), percent=round(100 * probability),
+        band=band, band_zh=bands_zh[band], cutoff=cutoff,
+        evidence=[evidence_line(e) for e in evidence],
+        actions=[action_line(a, lang) for a in actions])
+    return [SystemMessage(system), HumanMessage(user)]
+
+
+def parse_draft(text: str) -> tuple[Draft | None, str | None]:
+    match = JSON_OBJECT.search(text or "")
+    if not match:
+        return None, "the answer is not a JSON object"
+    try:
+        return Draft.model_validate_json(match.group(0)), None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        return None, (f"the JSON does not fit the schema: "
+                      f"{'.'.join(map(str, first['loc']))}: {first['msg']}")
+
+
+@dataclass
+class Generation:
+    draft: Draft | None  # None: no attempt passed the checks
+    attempts: int
+    problems: list[str] = field(default_factory=list)  # of the last attempt
+    raw: list[str] = field(default_factory=list)
+
+
+def generate(model: BaseChatModel, prompt: list[BaseMessage], evidence: dict[str, Evidence],
+             customer_id: str, playbook: Playbook, facts: dict[str, float], lang: str,
+             candidates: set[str], max_attempts: int = 2) -> Generation:
+    runnable = structured(model, Draft.model_json_schema())
+    history = list(prompt)
+    out = Generation(draft=None, attempts=0)
+    for _ in range(max_attempts):
+        out.attempts += 1
+        reply = runnable.invoke(history)
+        text = reply.content if isinstance(reply.content, str) else str(reply.content)
+        out.raw.append(text)
+        draft, error = parse_draft(text)
+        problems = [error] if error else check_draft(draft, evidence, customer_id, playbook,  # type: ignore[arg-type]
+                                                     facts, lang, candidates)
+        out.problems = problems
+        if not problems:
+            out.draft = draft
+            return out
+        retry = template(f"explain.retry.{lang}.jinja").render(problems=problems)
+        history = [*history, AIMessage(text), HumanMessage(retry)]
+    return out

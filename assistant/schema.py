@@ -1,0 +1,73 @@
+"""Typed objects the assistant hands out: evidence, risk, reasons, actions, the explanation.
+
+The API, the chat page and the reports all serialise these, so what an agent reads and what a CRM
+imports cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+Band = Literal["low", "medium", "high"]
+Language = Literal["en", "zh"]
+
+
+class Evidence(BaseModel):
+    """One thing a claim may rest on: a header fact, an event, or a retrieved document."""
+
+    id: str  # "fact:recency", "event:<event_id>"
+    customer_id: str
+    kind: str  # "fact" or an event type
+    text: str  # masked: no emails or phone numbers
+    days_ago: int | None = None
+    contribution: float | None = None  # change in churn probability it accounts for
+
+
+class Risk(BaseModel):
+    probability: float = Field(ge=0.0, le=1.0)
+    band: Band
+    cutoff: str  # the as-of date of the snapshot scored (ISO)
+
+
+class Reason(BaseModel):
+    text: str
+    evidence: list[str] = Field(min_length=1)
+
+
+class SuggestedAction(BaseModel):
+    playbook_id: str
+    text: str
+    why: str
+    channel: str = ""
+    cost: str = ""
+
+
+class Explanation(BaseModel):
+    customer_id: str
+    risk: Risk
+    reasons: list[Reason]
+    actions: list[SuggestedAction]
+    evidence: list[Evidence]
+    language: Language
+    backend: str  # which backend wrote the words: local, small, openai, none
+    fallback: bool = False  # True when the deterministic wording replaced the LLM's
+    fallback_reason: str | None = None
+    attempts: int = 1
+
+
+# What the LLM is asked to return (JSON-schema constrained on the local backend).
+class DraftReason(BaseModel):
+    text: str = Field(description="one short sentence for a support agent")
+    evidence: list[str] = Field(description="ids of the evidence items this sentence rests on")
+
+
+class DraftAction(BaseModel):
+    id: str = Field(description="a playbook action id from the candidate list")
+    why: str = Field(description="one short sentence: why it fits this customer")
+
+
+class Draft(BaseModel):
+    reasons: list[DraftReason] = Field(max_length=4)
+    actions: list[DraftAction] = Field(max_length=3)

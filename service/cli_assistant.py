@@ -1,0 +1,99 @@
+"""CLI commands that use a model: index (the Chroma store) and explain (one customer)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.panel import Panel
+
+from assistant.playbook import Playbook
+from assistant.retrieval import ContextStore
+from assistant.schema import Explanation
+from service import wiring
+from service.cli_common import clean_errors, err, load_cli_events, out, progress_bar
+from service.settings import Settings
+
+Events = Annotated[Path, typer.Option(help="events file (.csv, .csv.gz, .parquet)")]
+Store = Annotated[Path | None, typer.Option(help="Chroma directory (default RETENTION_CHROMA_PATH "
+                                                 "or HOME/chroma)")]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("index")(index_cmd)
+    app.command("explain")(explain_cmd)
+
+
+@clean_errors
+def index_cmd(
+    events: Events,
+    store: Store = None,
+    rebuild: Annotated[bool, typer.Option(help="drop the store and index everything again")] = False,
+) -> None:
+    """Build or refresh the Chroma store from events: only new or changed documents are embedded."""
+    settings = Settings()
+    frame, _ = load_cli_events(events, None, None, None, None, False)
+    playbook = Playbook.load(settings.playbook)
+    path = store or settings.store_path
+    context = ContextStore(path)
+    with progress_bar(None, "indexing customer documents") as tracker:
+        if rebuild:
+            counts = context.rebuild(frame, playbook)
+        else:
+            counts = context.index_events(frame, progress=lambda d, t: tracker.steps(d, t, "embedded"))
+            counts["playbook"] = context.index_playbook(playbook)
+    err.print(f"{path}: {counts['documents']:,} documents ({counts['embedded']:,} embedded, "
+              f"{counts['unchanged']:,} unchanged), {counts['playbook']} playbook entries")
+
+
+def render(x: Explanation) -> None:
+    by_id = {e.id: e for e in x.evidence}
+    colour = {"high": "red", "medium": "yellow", "low": "green"}[x.risk.band]
+    lines = [(f"[bold {colour}]{x.risk.band.upper()}[/] churn risk "
+             f"{100 * x.risk.probability:.0f}% as of {x.risk.cutoff}"), ""]
+    lines.append("[bold]Why[/]" if x.language == "en" else "[bold]原因[/]")
+    for i, r in enumerate(x.reasons, 1):
+        lines.append(f" {i}. {r.text}")
+        for eid in r.evidence:
+            if eid in by_id:
+                lines.append(f"    [dim]\\[{eid}] {by_id[eid].text}[/]")
+    lines += ["", "[bold]What to do[/]" if x.language == "en" else "[bold]建议措施[/]"]
+    for a in x.actions:
+        lines.append(f" - [bold]{a.playbook_id}[/] ({a.channel}, {a.cost} cost): {a.text}")
+        lines.append(f"   [dim]{a.why}[/]")
+    note = f"written by {x.backend}"
+    if x.fallback:
+        note += f" (LLM draft failed its checks: {x.fallback_reason})"
+    out.print(Panel("\n".join(lines), title=f"customer {x.customer_id}", subtitle=note,
+                    expand=False), highlight=False)
+
+
+@clean_errors
+def explain_cmd(
+    events: Events,
+    customer: Annotated[str, typer.Option(help="customer id")],
+    model: Annotated[Path | None, typer.Option(help="model root or version (default HOME/models)")] = None,
+    lang: Annotated[str, typer.Option(help="en or zh")] = "en",
+    backend: Annotated[str | None, typer.Option(help="local, small, openai or none "
+                                                      "(default RETENTION_LLM_BACKEND)")] = None,
+    cutoff: Annotated[str | None, typer.Option(help="as-of date (default: day after the data)")] = None,
+    store: Store = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the explanation as JSON")] = False,
+) -> None:
+    """Why this customer may leave and what to do, every claim citing its evidence."""
+    settings = Settings()
+    if store is not None:
+        settings.chroma_path = store
+    frame, _ = load_cli_events(events, None, None, None, None, False)
+    with progress_bar(None, "loading the model"):
+        helper = wiring.assistant(settings, model, backend)
+    if helper.store is not None:
+        # Keep the store current for this customer: only new or changed events are embedded.
+        helper.store.index_events(frame[frame["customer_id"] == customer])
+    with progress_bar(None, f"explaining {customer}"):
+        x = helper.explain(frame, customer, lang=lang, cutoff=cutoff)
+    if as_json:
+        print(x.model_dump_json(indent=2))
+    else:
+        render(x)

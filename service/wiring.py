@@ -1,0 +1,33 @@
+"""Build the assistant's parts from settings, once, for the CLI and the API alike."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from assistant.explain import Assistant
+from assistant.llm import LLMConfig, chat_model
+from assistant.playbook import Playbook
+from assistant.retrieval import ContextStore
+from assistant.scoring import Bands, Scorer
+from finetune.artifacts import TrainedModel
+from service.settings import Settings
+
+
+def llm_config(settings: Settings, backend: str | None = None) -> LLMConfig:
+    return LLMConfig(backend=backend or settings.llm_backend, model_path=settings.llm_model_path,
+                     n_threads=settings.llm_threads, max_tokens=settings.llm_max_tokens,
+                     seed=settings.seed, openai_base_url=settings.openai_base_url,
+                     openai_model=settings.openai_model, openai_api_key=settings.openai_api_key)
+
+
+def scorer(settings: Settings, model_dir: Path | None = None) -> Scorer:
+    model = TrainedModel.load(model_dir or settings.models_path)
+    return Scorer(model, Bands(settings.band_medium, settings.band_high))
+
+
+def assistant(settings: Settings, model_dir: Path | None = None, backend: str | None = None,
+              store: bool = True) -> Assistant:
+    config = llm_config(settings, backend)
+    return Assistant(scorer=scorer(settings, model_dir), playbook=Playbook.load(settings.playbook),
+                     store=ContextStore(settings.store_path) if store else None,
+                     llm=chat_model(config), backend=config.backend)
