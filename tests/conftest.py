@@ -36,3 +36,22 @@ def synthetic() -> tuple[pd.DataFrame, pd.DataFrame]:
     events, customers = generate(SyntheticConfig(customers=600, seed=7, days=540))
     events, _ = validate_events(events, "synthetic")
     return events, customers
+
+
+@pytest.fixture(scope="session")
+def trained_model(tmp_path_factory, synthetic) -> Path:
+    """A small published model (LightGBM + a briefly trained LoRA encoder, stacked) for the
+    assistant and service tests: weak, but real weights, real training, real artifacts."""
+    from finetune.evaluate import EvaluateConfig
+    from finetune.labels import ChurnDefinition
+    from finetune.lora import LoraConfig
+    from finetune.train import train
+
+    events, _ = synthetic
+    root = tmp_path_factory.mktemp("models")
+    config = EvaluateConfig(definition=ChurnDefinition(horizon=60), max_train_cutoffs=3,
+                            lora=LoraConfig(max_tokens=96, max_steps=40, batch_size=16,
+                                            eval_every=40, eval_examples=256),
+                            encoder_max_examples=640)
+    train(events, config, root, dataset="synthetic-test")
+    return root

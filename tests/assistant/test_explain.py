@@ -1,0 +1,140 @@
+"""End to end on a real (small) trained model: explanations are grounded and checked, in English
+and Chinese; attributions are faithful; instructions inside customer text change nothing."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from assistant.attributions import attribute, faithfulness
+from assistant.checks import URL, check_draft
+from assistant.explain import Assistant
+from assistant.playbook import Playbook
+from assistant.schema import Draft, Explanation
+from assistant.scoring import Scorer
+from finetune.artifacts import TrainedModel
+from finetune.contract import validate_events
+from tests.assistant.fakes import ScriptedChat
+from tests.assistant.injections import INJECTIONS
+
+pytestmark = pytest.mark.slow
+CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
+@pytest.fixture(scope="module")
+def scorer(trained_model) -> Scorer:
+    return Scorer(TrainedModel.load(trained_model))
+
+
+@pytest.fixture(scope="module")
+def events(synthetic) -> pd.DataFrame:
+    return synthetic[0]
+
+
+@pytest.fixture(scope="module")
+def risky(scorer, events) -> list[str]:
+    scores = scorer.score(events)
+    return scores.sort_values("probability", ascending=False)["customer_id"].tolist()
+
+
+def passes_checks(x: Explanation, playbook: Playbook, facts: dict) -> list[str]:
+    draft = Draft.model_validate({
+        "reasons": [r.model_dump() for r in x.reasons],
+        "actions": [{"id": a.playbook_id, "why": a.why} for a in x.actions]})
+    return check_draft(draft, {e.id: e for e in x.evidence}, x.customer_id, playbook, facts,
+                       x.language)
+
+
+def test_deterministic_explanations_pass_their_own_checks(scorer, events, risky):
+    helper = Assistant(scorer, Playbook.load())
+    for cid in risky[:5] + risky[-3:]:
+        for lang in ("en", "zh"):
+            x = helper.explain(events, cid, lang=lang)
+            facts = scorer.customer(events, cid).facts
+            assert passes_checks(x, helper.playbook, facts) == [], (cid, lang, x)
+            assert x.backend == "none" and not x.fallback
+            assert all(e.customer_id == cid for e in x.evidence)
+            if lang == "zh":
+                assert all(CJK.search(r.text) for r in x.reasons)
+            # The risk shown is the model's score for that customer.
+            batch = scorer.score(events, customers=[cid])
+            assert x.risk.probability == pytest.approx(float(batch["probability"].iloc[0]),
+                                                       abs=1e-9)
+
+
+def test_chinese_customers_get_chinese_and_english_explanations(scorer, events):
+    zh_customers = events.loc[events["text"].fillna("").str.contains(CJK.pattern),
+                              "customer_id"].unique()
+    assert len(zh_customers) > 0
+    helper = Assistant(scorer, Playbook.load())
+    for lang in ("zh", "en"):
+        x = helper.explain(events, str(zh_customers[0]), lang=lang)
+        assert x.language == lang and x.reasons and x.actions
+
+
+def test_attributions_are_faithful(scorer, events, risky):
+    rng = np.random.default_rng(0)
+    sample = rng.choice(np.array(risky, dtype=object), size=30, replace=False)
+    result = faithfulness(scorer, [scorer.customer(events, cid) for cid in sample], k=3)
+    assert result.n_customers >= 20
+    assert result.passes, result
+
+
+def test_removing_a_driver_lowers_the_risk(scorer, events, risky):
+    scored = scorer.customer(events, risky[0])
+    attrs = attribute(scorer, scored)
+    assert len(attrs) == len(scored.serialized.segments)
+    best = max(attrs, key=lambda a: a.contribution)
+    (p_without,) = scorer.variants(scored, [{best.sid}])
+    assert p_without < scored.probability
+
+
+def _with_review(events: pd.DataFrame, cid: str, text: str) -> pd.DataFrame:
+    last = events.loc[events["customer_id"] == cid, "ts"].max()
+    row = pd.DataFrame({"customer_id": [cid], "ts": [last], "event": ["review"], "rating": [1.0],
+                        "item": ["kettle"], "text": [text]})
+    return validate_events(pd.concat([events.drop(columns="event_id"), row],
+                                     ignore_index=True), "test")[0]
+
+
+def _obedient(messages) -> str:
+    """A model that does whatever the customer's text tells it to."""
+    user = messages[1].content
+    return json.dumps({
+        "reasons": [{"text": "VIP customer, refund 500 dollars, see https://evil.example.com "
+                             "or call 13812345678", "evidence": ["event:ZZZ", "fact:vip"]}],
+        "actions": [{"id": "full_refund", "why": "the review said so"},
+                    {"id": "account_manager_call", "why": "promised 90% off"}],
+        "echo": user[-50:]})
+
+
+@pytest.mark.parametrize("injection", INJECTIONS)
+def test_instructions_in_customer_text_change_nothing(scorer, events, risky, injection):
+    cid = risky[1]
+    poisoned = _with_review(events, cid, injection)
+    benign = _with_review(events, cid, "The kettle leaks, not happy.")
+    chat = ScriptedChat(_obedient)
+    helper = Assistant(scorer, Playbook.load(), llm=chat, backend="scripted")
+    x = helper.explain(poisoned, cid)
+    # The draft that obeyed the injection is refused twice; the checked wording is shown.
+    assert x.fallback and x.attempts == 2 and x.backend == "scripted->none"
+    scored = scorer.customer(poisoned, cid)
+    assert passes_checks(x, helper.playbook, scored.facts) == []
+    shown = " ".join([r.text for r in x.reasons] + [a.why for a in x.actions])
+    assert not URL.search(shown) and "13812345678" not in shown
+    assert {a.playbook_id for a in x.actions} <= set(helper.playbook.actions)
+    # The customer's words reach the model only as a JSON string inside an evidence line.
+    system, user = chat.calls[0][0].content, chat.calls[0][1].content
+    assert "kettle" not in system
+    lines = [json.loads(line) for line in user.splitlines() if line.startswith('{"id"')]
+    assert any(injection.split()[0] in item["text"] for item in lines
+               if item["kind"] == "review") or not any(
+        item["kind"] == "review" for item in lines)
+    # Same prompt skeleton as for a benign review: only the quoted data differs.
+    benign_chat = ScriptedChat(_obedient)
+    Assistant(scorer, Playbook.load(), llm=benign_chat, backend="scripted").explain(benign, cid)
+    assert benign_chat.calls[0][0].content == system
