@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 from assistant.pii import EMAIL, PHONE_MASK, mask
 from assistant.playbook import Playbook
-from assistant.schema import Draft, Evidence
+from assistant.schema import Draft, Evidence, Explanation
 
 NUMBER = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?")
 URL = re.compile(r"(?i)\b(?:https?://|www\.)\S+|\b[\w-]+\.(?:com|net|org|io|cn|ru|xyz)\b")
@@ -105,3 +105,13 @@ def check_draft(draft: Draft, evidence: Mapping[str, Evidence], customer_id: str
             if p:
                 problems.append(p)
     return problems
+
+
+def check_explanation(x: Explanation, playbook: Playbook, facts: Mapping[str, float]
+                      ) -> list[str]:
+    """The same checks on a finished explanation (what was actually shown)."""
+    draft = Draft.model_validate({
+        "reasons": [r.model_dump() for r in x.reasons],
+        "actions": [{"id": a.playbook_id, "why": a.why} for a in x.actions]})
+    return check_draft(draft, {e.id: e for e in x.evidence}, x.customer_id, playbook, facts,
+                       x.language)

@@ -96,6 +96,8 @@ def _event_ids(out: pd.DataFrame, source: str, row_label: str) -> pd.Series:
     """Given ids must be unique; missing ones come from the row's content, so they are the same
     every time the same export is loaded (retrieval upserts by them) and never collide."""
     given = out["event_id"]
+    if out.empty:
+        return given.astype("string")
     content = out.drop(columns=["event_id"]).astype("string").fillna("")
     derived = "e" + pd.Series(pd.util.hash_pandas_object(content, index=False).to_numpy(),
                               index=out.index).map("{:016x}".format)

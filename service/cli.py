@@ -18,7 +18,7 @@ from finetune.loaders import load_events, write_events, write_text_atomic
 from finetune.lora import LoraConfig
 from finetune.synthetic import SyntheticConfig, generate
 from finetune.train import train
-from service import cli_assistant, cli_model
+from service import cli_assistant, cli_model, cli_service
 from service.cli_common import clean_errors, err, out, print_report, progress_bar
 from service.settings import Settings
 
@@ -29,6 +29,7 @@ import_app = typer.Typer(help="Turn public datasets into the canonical events ta
 app.add_typer(import_app, name="import")
 cli_model.register(app)
 cli_assistant.register(app)
+cli_service.register(app)
 
 
 @import_app.command("online-retail")
@@ -82,6 +83,7 @@ def demo_cmd(
     home: Annotated[Path | None, typer.Option(help="working directory (default RETENTION_HOME)")] = None,
     customers: Annotated[int | None, typer.Option(min=50, help="synthetic customers")] = None,
     encoder_examples: Annotated[int, typer.Option(min=100, help="snapshots the encoder trains on")] = 3000,
+    explain: Annotated[int, typer.Option(min=0, help="explain the N customers most at risk")] = 3,
 ) -> None:
     """The main job on embedded defaults: demo data, train the model, evaluate, print the report."""
     settings = Settings()
@@ -105,6 +107,7 @@ def demo_cmd(
     cli_model.print_table(result)
     out.print(f"model: {root / 'versions' / version} (card: MODEL_CARD.md)")
     out.print(f"report: {report_path}")
+    cli_assistant.explain_top(frame, settings, root, explain, home / "reports")
 
 
 if __name__ == "__main__":  # pragma: no cover

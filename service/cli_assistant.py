@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
+import pandas as pd
 import typer
 from rich.panel import Panel
 
+from assistant.llm import LLMUnavailable
 from assistant.playbook import Playbook
 from assistant.retrieval import ContextStore
 from assistant.schema import Explanation
+from finetune.loaders import write_text_atomic
 from service import wiring
 from service.cli_common import clean_errors, err, load_cli_events, out, progress_bar
 from service.settings import Settings
@@ -67,6 +71,32 @@ def render(x: Explanation) -> None:
         note += f" (LLM draft failed its checks: {x.fallback_reason})"
     out.print(Panel("\n".join(lines), title=f"customer {x.customer_id}", subtitle=note,
                     expand=False), highlight=False)
+
+
+def explain_top(events: pd.DataFrame, settings: Settings, model_root: Path, n: int,
+                reports: Path) -> None:
+    """The demo's last step: explain the n customers most at risk now, with the configured LLM."""
+    if n <= 0:
+        return
+    try:
+        helper = wiring.assistant(settings, model_root)
+    except LLMUnavailable as exc:
+        err.print(f"[yellow]warning:[/] {exc}; explaining with the deterministic wording")
+        helper = wiring.assistant(settings, model_root, backend="none")
+    scores = helper.scorer.score(events).sort_values("probability", ascending=False)
+    picked = scores["customer_id"].head(n).tolist()
+    assert helper.store is not None
+    helper.store.index_events(events[events["customer_id"].isin(picked)])
+    helper.store.index_playbook(helper.playbook)
+    results = []
+    for cid in picked:
+        with progress_bar(None, f"explaining {cid} ({helper.backend} LLM)"):
+            x = helper.explain(events, cid)
+        render(x)
+        results.append(x.model_dump(mode="json"))
+    path = write_text_atomic(json.dumps(results, indent=2, ensure_ascii=False),
+                             reports / "demo_explanations.json")
+    out.print(f"explanations: {path}")
 
 
 @clean_errors

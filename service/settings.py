@@ -39,6 +39,23 @@ class Settings(BaseSettings):
     openai_model: str = "gpt-4o-mini"
     openai_api_key: str | None = None
 
+    database_url: str | None = None
+    """SQLAlchemy URL of the service's database (default: SQLite at HOME/retention.db)."""
+    model_dir: Path | None = None
+    """The model the service scores with (default: HOME/models, its CURRENT version)."""
+    webhook_url: str | None = None
+    """Where risk warnings are POSTed when a customer crosses ``risk_threshold``."""
+    webhook_secret: str = ""
+    """HMAC-SHA256 key for the X-Retention-Signature header of webhook calls."""
+    risk_threshold: float = Field(0.6, gt=0, lt=1)
+    max_body_bytes: int = 1_000_000
+    max_batch: int = 1000
+    """Most customers one scoring request may ask for."""
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'retention.db'}"
+
     @property
     def store_path(self) -> Path:
         return self.chroma_path or self.home / "chroma"

@@ -50,8 +50,8 @@ def trained_model(tmp_path_factory, synthetic) -> Path:
     events, _ = synthetic
     root = tmp_path_factory.mktemp("models")
     config = EvaluateConfig(definition=ChurnDefinition(horizon=60), max_train_cutoffs=3,
-                            lora=LoraConfig(max_tokens=96, max_steps=40, batch_size=16,
-                                            eval_every=40, eval_examples=256),
-                            encoder_max_examples=640)
+                            lora=LoraConfig(max_tokens=64, max_steps=24, batch_size=16,
+                                            eval_every=24, eval_examples=128),
+                            encoder_max_examples=384)
     train(events, config, root, dataset="synthetic-test")
     return root

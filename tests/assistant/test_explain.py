@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 
 from assistant.attributions import attribute, faithfulness
-from assistant.checks import URL, check_draft
+from assistant.checks import URL, check_explanation
 from assistant.explain import Assistant
 from assistant.playbook import Playbook
-from assistant.schema import Draft, Explanation
+from assistant.schema import Explanation
 from assistant.scoring import Scorer
 from finetune.artifacts import TrainedModel
 from finetune.contract import validate_events
@@ -42,11 +42,7 @@ def risky(scorer, events) -> list[str]:
 
 
 def passes_checks(x: Explanation, playbook: Playbook, facts: dict) -> list[str]:
-    draft = Draft.model_validate({
-        "reasons": [r.model_dump() for r in x.reasons],
-        "actions": [{"id": a.playbook_id, "why": a.why} for a in x.actions]})
-    return check_draft(draft, {e.id: e for e in x.evidence}, x.customer_id, playbook, facts,
-                       x.language)
+    return check_explanation(x, playbook, facts)
 
 
 def test_deterministic_explanations_pass_their_own_checks(scorer, events, risky):
@@ -130,10 +126,13 @@ def test_instructions_in_customer_text_change_nothing(scorer, events, risky, inj
     # The customer's words reach the model only as a JSON string inside an evidence line.
     system, user = chat.calls[0][0].content, chat.calls[0][1].content
     assert "kettle" not in system
-    lines = [json.loads(line) for line in user.splitlines() if line.startswith('{"id"')]
-    assert any(injection.split()[0] in item["text"] for item in lines
-               if item["kind"] == "review") or not any(
-        item["kind"] == "review" for item in lines)
+    data_lines = [line for line in user.splitlines() if line.startswith("{")]
+    items = [json.loads(line) for line in data_lines]  # every data line is intact JSON
+    outside = "\n".join(line for line in user.splitlines() if not line.startswith("{"))
+    probe = injection[:12]
+    assert probe not in outside and probe not in system
+    if probe in user:
+        assert any(probe in str(item.get("text", "")) for item in items)
     # Same prompt skeleton as for a benign review: only the quoted data differs.
     benign_chat = ScriptedChat(_obedient)
     Assistant(scorer, Playbook.load(), llm=benign_chat, backend="scripted").explain(benign, cid)

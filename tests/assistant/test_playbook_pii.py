@@ -34,10 +34,10 @@ def test_conditions_decide_eligibility():
      "needs at least an English"),
     ("- id: coupon\n  what: {en: hi}\n  channel: pigeon\n  cost: low\n",
      "action coupon: field 'channel'"),
-    ("- id: coupon\n  what: {en: hi}\n  channel: email\n  cost: low\n"
-     "  when: {all: [{fact: shoe_size, op: '>', value: 3}]}\n", "unknown fact 'shoe_size'"),
-    ("- id: coupon\n  what: {en: hi}\n  channel: email\n  cost: low\n"
-     "- id: coupon\n  what: {en: hi}\n  channel: email\n  cost: low\n", "used twice: coupon"),
+    (("- id: coupon\n  what: {en: hi}\n  channel: email\n  cost: low\n"
+     "  when: {all: [{fact: shoe_size, op: '>', value: 3}]}\n"), "unknown fact 'shoe_size'"),
+    (("- id: coupon\n  what: {en: hi}\n  channel: email\n  cost: low\n"
+     "- id: coupon\n  what: {en: hi}\n  channel: email\n  cost: low\n"), "used twice: coupon"),
     ("just: a mapping\n", "non-empty list"),
 ])
 def test_bad_playbook_files_say_what_is_wrong(tmp_path, body, expected):

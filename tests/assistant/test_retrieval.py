@@ -59,7 +59,7 @@ def test_chinese_query_finds_chinese_complaint(store):
 
 
 def test_documents_are_masked(store):
-    ticket = [h for h in store.search("A", "refund", k=10) if h.kind == "ticket"][0]
+    ticket = next(h for h in store.search("A", "refund", k=10) if h.kind == "ticket")
     assert "a@b.com" not in ticket.text and "[email]" in ticket.text
 
 

@@ -1,0 +1,54 @@
+"""Dependencies: the shared services, a database session per request, and role-checked API keys."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from service import db
+from service.api.problems import Problem
+from service.api.services import Services
+
+bearer = HTTPBearer(auto_error=False, description="API key as a bearer token")
+header = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key")
+# Which roles may call what: CRMs score, agents explain and chat, admins do everything.
+PERMISSIONS = {"score": ("crm", "agent", "admin"), "explain": ("agent", "admin"),
+               "ingest": ("admin",), "reports": ("admin",)}
+
+
+def get_services(request: Request) -> Services:
+    return request.app.state.services
+
+
+def get_session(services: Annotated[Services, Depends(get_services)]) -> Iterator[Session]:
+    with services.Session() as session:
+        yield session
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def require(permission: str) -> Callable[..., db.ApiKey]:
+    allowed = PERMISSIONS[permission]
+
+    def check(session: SessionDep,
+              token: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)] = None,
+              key: Annotated[str | None, Security(header)] = None) -> db.ApiKey:
+        secret = token.credentials if token else key
+        if not secret:
+            raise Problem(401, "Missing API key",
+                          "send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
+        row = db.find_key(session, secret)
+        if row is None:
+            raise Problem(401, "Invalid API key", "the key is unknown or revoked")
+        if row.role not in allowed:
+            raise Problem(403, "Forbidden", f"a '{row.role}' key cannot {permission}; "
+                          f"this needs one of: {', '.join(allowed)}")
+        return row
+
+    return check

@@ -1,0 +1,72 @@
+"""Request and response bodies of the HTTP API (the OpenAPI spec is generated from these)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+from finetune.contract import EVENT_TYPES
+
+EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]
+
+
+class EventIn(BaseModel):
+    customer_id: str = Field(min_length=1, max_length=64)
+    ts: datetime
+    event: EventType
+    amount: float | None = None
+    quantity: float | None = None
+    order_id: str | None = Field(None, max_length=64)
+    item: str | None = Field(None, max_length=500)
+    rating: float | None = Field(None, ge=1, le=5)
+    text: str | None = Field(None, max_length=5000)
+    event_id: str | None = Field(None, min_length=1, max_length=64)
+
+
+class ScoreRequest(BaseModel):
+    customer_ids: list[str] | None = Field(None, min_length=1, max_length=1000)
+    events: list[EventIn] | None = Field(None, min_length=1, max_length=20000)
+    cutoff: datetime | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ScoreRequest:
+        if (self.customer_ids is None) == (self.events is None):
+            raise ValueError("give exactly one of customer_ids (stored customers) or events "
+                             "(inline histories)")
+        return self
+
+
+class CustomerScore(BaseModel):
+    customer_id: str
+    probability: float
+    band: str
+    cutoff: str
+
+
+class ScoreResponse(BaseModel):
+    model_version: str
+    scores: list[CustomerScore]
+    unknown: list[str] = Field(default_factory=list, description="ids with no stored events")
+
+
+class Driver(BaseModel):
+    evidence_id: str
+    text: str
+    contribution: float = Field(description="change in churn probability it accounts for")
+
+
+class RiskResponse(CustomerScore):
+    model_version: str
+    previous: float | None = Field(None, description="the probability at the previous scoring")
+    reasons: list[Driver]
+
+
+class IngestRequest(BaseModel):
+    events: list[EventIn] = Field(min_length=1, max_length=20000)
+
+
+class IngestResponse(BaseModel):
+    stored: int
+    rescored: list[dict]

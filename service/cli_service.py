@@ -1,0 +1,84 @@
+"""CLI commands for the HTTP service: serve, API keys, and loading events into its database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from sqlalchemy import select
+
+from finetune.loaders import load_events
+from service import db
+from service.cli_common import clean_errors, err, out, print_report, progress_bar
+from service.settings import Settings
+
+keys_app = typer.Typer(help="API keys: create (shown once, stored hashed), list, revoke.",
+                       no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve_cmd)
+    app.command("load")(load_cmd)
+    app.add_typer(keys_app, name="keys")
+
+
+@clean_errors
+def serve_cmd(host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
+              port: Annotated[int, typer.Option(help="port")] = 8000,
+              workers: Annotated[int, typer.Option(min=1, help="worker processes")] = 1) -> None:
+    """Start the API (and the agents' chat page) with settings from RETENTION_* / .env."""
+    import uvicorn
+
+    settings = Settings()
+    err.print(f"serving on http://{host}:{port}  (API docs: /docs, chat page: /)")
+    err.print(f"database {settings.db_url}; model {settings.model_dir or settings.models_path}")
+    uvicorn.run("service.api.app:create_app", factory=True, host=host, port=port,
+                workers=workers, log_level="info")
+
+
+@clean_errors
+def load_cmd(events: Annotated[Path, typer.Option(help="events file (.csv, .csv.gz, .parquet)")]
+             ) -> None:
+    """Store events in the service's database (upsert by event id; loading twice is harmless)."""
+    settings = Settings()
+    frame, report = load_events(events)
+    print_report(report)
+    engine = db.engine_for(settings.db_url)
+    with progress_bar(None, f"storing {len(frame):,} events"), db.sessions(engine)() as session:
+        n = db.upsert_events(session, frame)
+    err.print(f"stored {n:,} events in {settings.db_url}")
+
+
+@keys_app.command("create")
+@clean_errors
+def keys_create(role: Annotated[str, typer.Option(help="crm, agent or admin")],
+                name: Annotated[str, typer.Option(help="who or what uses it")]) -> None:
+    settings = Settings()
+    with db.sessions(db.engine_for(settings.db_url))() as session:
+        key = db.create_key(session, name, role)
+    err.print(f"created a '{role}' key for {name}; it is shown once, store it now:")
+    out.print(key, highlight=False)
+
+
+@keys_app.command("list")
+@clean_errors
+def keys_list() -> None:
+    settings = Settings()
+    with db.sessions(db.engine_for(settings.db_url))() as session:
+        for k in session.scalars(select(db.ApiKey).order_by(db.ApiKey.id)):
+            state = "revoked" if k.revoked else "active"
+            out.print(f"{k.id}\tra_{k.prefix}_…\t{k.role}\t{k.name}\t{state}", highlight=False)
+
+
+@keys_app.command("revoke")
+@clean_errors
+def keys_revoke(key_id: Annotated[int, typer.Argument(help="id from `retention keys list`")]) -> None:
+    settings = Settings()
+    with db.sessions(db.engine_for(settings.db_url))() as session:
+        row = session.get(db.ApiKey, key_id)
+        if row is None:
+            raise ValueError(f"no API key with id {key_id}")
+        row.revoked = True
+        session.commit()
+    err.print(f"revoked key {key_id}")

@@ -1,0 +1,160 @@
+"""The service's storage (SQLAlchemy): API keys, the events it knows, latest scores, webhooks.
+
+SQLite by default, PostgreSQL (or anything SQLAlchemy speaks) by URL. Events are stored in the
+canonical columns of ``finetune.contract`` and keyed by event id, so ingesting the same event
+twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Float,
+    Integer,
+    String,
+    Text,
+    create_engine,
+    event,
+    select,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from finetune.contract import EVENT_COLUMNS, validate_events
+
+ROLES = ("crm", "agent", "admin")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(10))
+    prefix: Mapped[str] = mapped_column(String(16), index=True)
+    key_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class EventRow(Base):
+    __tablename__ = "events"
+    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(64), index=True)
+    ts: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    event: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[float | None] = mapped_column(Float, nullable=True)
+    quantity: Mapped[float | None] = mapped_column(Float, nullable=True)
+    order_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    item: Mapped[str | None] = mapped_column(Text, nullable=True)
+    rating: Mapped[float | None] = mapped_column(Float, nullable=True)
+    text: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class ScoreRow(Base):
+    """The latest score per customer, and the one before it (for the trend)."""
+
+    __tablename__ = "scores"
+    customer_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    probability: Mapped[float] = mapped_column(Float)
+    band: Mapped[str] = mapped_column(String(10))
+    previous: Mapped[float | None] = mapped_column(Float, nullable=True)
+    cutoff: Mapped[str] = mapped_column(String(10))
+    model_version: Mapped[str] = mapped_column(String(100))
+    scored_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class WebhookRow(Base):
+    __tablename__ = "webhooks"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(64), index=True)
+    payload: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20))  # sent, failed, skipped (no URL configured)
+    detail: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+def engine_for(url: str) -> Engine:
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, future=True, pool_pre_ping=True)
+    if url.startswith("sqlite"):
+        @event.listens_for(engine, "connect")
+        def _pragmas(conn, _record) -> None:
+            cur = conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer
+            cur.execute("PRAGMA busy_timeout=10000")
+            cur.close()
+    Base.metadata.create_all(engine)
+    return engine
+
+
+def sessions(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+# ---- API keys ---------------------------------------------------------------------------------
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_key(session: Session, name: str, role: str) -> str:
+    """Store a new key (hashed) and return it: the only time it is ever shown."""
+    if role not in ROLES:
+        raise ValueError(f"role {role!r} is unknown; expected one of {', '.join(ROLES)}")
+    prefix = secrets.token_hex(4)
+    key = f"ra_{prefix}_{secrets.token_urlsafe(24)}"
+    session.add(ApiKey(name=name, role=role, prefix=prefix, key_hash=_hash(key),
+                       created_at=now()))
+    session.commit()
+    return key
+
+
+def find_key(session: Session, key: str) -> ApiKey | None:
+    parts = key.split("_")
+    if len(parts) < 3 or parts[0] != "ra":
+        return None
+    digest = _hash(key)
+    for row in session.scalars(select(ApiKey).where(ApiKey.prefix == parts[1],
+                                                    ApiKey.revoked.is_(False))):
+        if hmac.compare_digest(row.key_hash, digest):
+            return row
+    return None
+
+
+# ---- events -----------------------------------------------------------------------------------
+def upsert_events(session: Session, events: pd.DataFrame) -> int:
+    """Store canonical events; an event id already stored is replaced. Returns rows written."""
+    rows = events[list(EVENT_COLUMNS)].astype(object).where(events.notna(), None)
+    for record in rows.to_dict("records"):
+        record["event"] = str(record["event"])
+        record["ts"] = pd.Timestamp(record["ts"]).to_pydatetime()
+        session.merge(EventRow(**record))
+    session.commit()
+    return len(rows)
+
+
+def load_events(session: Session, customers: list[str] | None = None) -> pd.DataFrame:
+    query = select(EventRow)
+    if customers is not None:
+        query = query.where(EventRow.customer_id.in_(customers))
+    frame = pd.read_sql(query, session.connection())
+    if frame.empty:
+        frame = pd.DataFrame(columns=list(EVENT_COLUMNS))
+    frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
+    return validate_events(frame, "database")[0]

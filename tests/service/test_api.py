@@ -1,0 +1,136 @@
+"""The HTTP API end to end on a real small model: auth and roles, scoring, risk with reasons,
+explanations, ingestion with a signed webhook, problems for bad input, health and metrics."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import ClassVar
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service import db
+from service.api.app import create_app
+from service.settings import Settings
+
+pytestmark = pytest.mark.slow
+
+
+class Hook(BaseHTTPRequestHandler):
+    received: ClassVar[list[tuple[dict, bytes]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        Hook.received.append((dict(self.headers), body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def hook():
+    server = HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/hook"
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory, trained_model, synthetic, hook):
+    home = tmp_path_factory.mktemp("home")
+    settings = Settings(home=home, model_dir=trained_model, llm_backend="none",
+                        webhook_url=hook, webhook_secret="s3cret", risk_threshold=0.05,
+                        max_body_bytes=200_000)
+    engine = db.engine_for(settings.db_url)
+    with db.sessions(engine)() as session:
+        db.upsert_events(session, synthetic[0][synthetic[0]["customer_id"] < "C00050"])
+        keys = {role: db.create_key(session, f"test {role}", role) for role in db.ROLES}
+    with TestClient(create_app(settings)) as client:
+        yield client, keys
+
+
+def auth(key: str) -> dict:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def test_health_ready_and_metrics(api):
+    client, _ = api
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["model_version"].startswith("v")
+    assert "retention_http_requests" in client.get("/metrics").text
+
+
+def test_keys_and_roles(api):
+    client, keys = api
+    url = "/v1/customers/C00001/explanation"
+    res = client.get(url)
+    assert res.status_code == 401 and res.headers["content-type"] == "application/problem+json"
+    assert client.get(url, headers=auth("ra_nope_nope")).status_code == 401
+    res = client.get(url, headers=auth(keys["crm"]))
+    assert res.status_code == 403 and "crm" in res.json()["detail"]
+    res = client.get(url, headers={"X-API-Key": keys["agent"]})
+    assert res.status_code == 200, res.text
+    x = res.json()
+    assert x["customer_id"] == "C00001" and x["reasons"] and x["backend"] == "none"
+    assert client.post("/v1/events", json={"events": []}, headers=auth(keys["agent"])
+                       ).status_code == 403
+
+
+def test_risk_and_batch_scoring(api):
+    client, keys = api
+    risk = client.get("/v1/customers/C00002/risk", headers=auth(keys["crm"])).json()
+    assert 0 <= risk["probability"] <= 1 and risk["band"] in ("low", "medium", "high")
+    assert all(r["evidence_id"].startswith(("fact:", "event:")) for r in risk["reasons"])
+    res = client.post("/v1/score", json={"customer_ids": ["C00002", "C00003", "ZZZ"]},
+                      headers=auth(keys["crm"]))
+    body = res.json()
+    assert res.status_code == 200 and body["unknown"] == ["ZZZ"]
+    by_id = {s["customer_id"]: s for s in body["scores"]}
+    assert by_id["C00002"]["probability"] == pytest.approx(risk["probability"], abs=1e-9)
+    assert client.get("/v1/customers/NOPE/risk", headers=auth(keys["crm"])).status_code == 404
+
+
+def test_inline_events_and_bad_input(api):
+    client, keys = api
+    events = [{"customer_id": "new1", "ts": "2024-01-05T10:00:00Z", "event": "order",
+               "amount": 20.0},
+              {"customer_id": "new1", "ts": "2024-03-01T10:00:00Z", "event": "review",
+               "rating": 1, "text": "Broken on arrival."}]
+    res = client.post("/v1/score", json={"events": events}, headers=auth(keys["crm"]))
+    assert res.status_code == 200 and res.json()["scores"][0]["customer_id"] == "new1"
+    bad = [dict(events[0], rating=9)]
+    res = client.post("/v1/score", json={"events": bad}, headers=auth(keys["crm"]))
+    assert res.status_code == 422 and "rating" in res.json()["detail"]
+    res = client.post("/v1/score", json={"customer_ids": ["a"], "events": events},
+                      headers=auth(keys["crm"]))
+    assert res.status_code == 422 and "exactly one" in res.json()["detail"]
+    res = client.post("/v1/score", content=b"x" * 300_000, headers=auth(keys["crm"]))
+    assert res.status_code == 413
+
+
+def test_ingestion_rescores_and_fires_a_signed_webhook(api):
+    client, keys = api
+    Hook.received.clear()
+    events = [{"customer_id": "C90001", "ts": "2025-06-01T09:00:00Z", "event": "order",
+               "amount": 35.5, "event_id": "o-1"},
+              {"customer_id": "C90001", "ts": "2025-07-01T09:00:00Z", "event": "ticket",
+               "text": "Still no refund, I am leaving.", "event_id": "t-1"}]
+    res = client.post("/v1/events", json={"events": events}, headers=auth(keys["admin"]))
+    assert res.status_code == 200, res.text
+    body = res.json()
+    assert body["stored"] == 2 and body["rescored"][0]["customer_id"] == "C90001"
+    assert body["rescored"][0]["warning"] == "sent"
+    headers, payload = Hook.received[-1]
+    expected = hmac.new(b"s3cret", payload, hashlib.sha256).hexdigest()
+    assert headers["X-Retention-Signature"] == f"sha256={expected}"
+    assert json.loads(payload)["customer_id"] == "C90001"
+    # The same events again: stored once, no second warning (no new crossing).
+    res = client.post("/v1/events", json={"events": events}, headers=auth(keys["admin"]))
+    assert "warning" not in res.json()["rescored"][0] and len(Hook.received) == 1
