@@ -14,15 +14,15 @@ import hashlib
 import importlib
 import importlib.util
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models.chat_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from pydantic import PrivateAttr
 
@@ -144,12 +144,32 @@ class ChatLlamaCppJSON(BaseChatModel):
                                      "truncated file? delete it and run setup again)") from exc
         return self._llama
 
+    @staticmethod
+    def _chat(messages: list[BaseMessage]) -> list[dict[str, str]]:
+        roles = {"system": "system", "human": "user", "ai": "assistant"}
+        return [{"role": roles.get(m.type, "user"), "content": str(m.content)} for m in messages]
+
+    def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                run_manager: CallbackManagerForLLMRun | None = None,
+                **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+        """Token by token, for the chat page (free text, no schema)."""
+        llama = self._load()
+        for part in llama.create_chat_completion(messages=self._chat(messages), stream=True,
+                                                 temperature=self.temperature,
+                                                 max_tokens=self.max_tokens, stop=stop,
+                                                 seed=self.seed):
+            text = part["choices"][0]["delta"].get("content") or ""
+            if text:
+                chunk = ChatGenerationChunk(message=AIMessageChunk(content=text))
+                if run_manager:
+                    run_manager.on_llm_new_token(text, chunk=chunk)
+                yield chunk
+
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None,
                   json_schema: dict | None = None, **kwargs: Any) -> ChatResult:
         llama = self._load()
-        roles = {"system": "system", "human": "user", "ai": "assistant"}
-        chat = [{"role": roles.get(m.type, "user"), "content": str(m.content)} for m in messages]
+        chat = self._chat(messages)
         fmt = {"type": "json_object", "schema": json_schema} if json_schema else None
         res = llama.create_chat_completion(messages=chat, temperature=self.temperature,
                                            max_tokens=self.max_tokens, stop=stop,

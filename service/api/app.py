@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib import resources
 
 from fastapi import FastAPI, Request, Response
+from fastapi.responses import HTMLResponse
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -16,7 +18,7 @@ from prometheus_client import (
 )
 from sqlalchemy import text
 
-from service.api import problems, v1
+from service.api import agent, problems, v1
 from service.api.deps import ServicesDep
 from service.api.problems import problem
 from service.api.services import Services
@@ -57,6 +59,14 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     problems.install(app)
     app.include_router(v1.router)
+    app.include_router(agent.router)
+
+    page = resources.files("service").joinpath("web/index.html").read_text("utf-8")
+
+    @app.get("/", include_in_schema=False, response_class=HTMLResponse)
+    def chat_page() -> HTMLResponse:
+        """The agents' chat page: one self-contained file, no build step."""
+        return HTMLResponse(page)
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, str]:

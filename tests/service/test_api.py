@@ -134,3 +134,33 @@ def test_ingestion_rescores_and_fires_a_signed_webhook(api):
     # The same events again: stored once, no second warning (no new crossing).
     res = client.post("/v1/events", json={"events": events}, headers=auth(keys["admin"]))
     assert "warning" not in res.json()["rescored"][0] and len(Hook.received) == 1
+
+
+def test_agent_page_search_timeline_and_streamed_chat(api):
+    client, keys = api
+    page = client.get("/")
+    assert page.status_code == 200 and "Retention Assistant" in page.text
+    hits = client.get("/v1/customers?q=C0000", headers=auth(keys["agent"])).json()
+    assert hits and all(h["customer_id"].startswith("C0000") for h in hits)
+    assert client.get("/v1/customers?q=C", headers=auth(keys["crm"])).status_code == 403
+    events = client.get("/v1/customers/C00001/events", headers=auth(keys["agent"])).json()
+    assert events and events[0]["ts"] >= events[-1]["ts"]
+    res = client.post("/v1/customers/C00001/chat", headers=auth(keys["agent"]),
+                      json={"messages": [{"role": "user", "content": "What did they buy?"}]})
+    assert res.status_code == 200 and res.headers["content-type"].startswith("text/event-stream")
+    kinds = [line.split(":", 1)[1].strip() for line in res.text.splitlines()
+             if line.startswith("event:")]
+    assert kinds[0] == "token" and kinds[-1] == "done"
+    done = json.loads([line for line in res.text.splitlines() if line.startswith("data:")][-1][5:])
+    assert done["checked"] and ("[event:" in done["text"] or "[fact:" in done["text"])
+    res = client.post("/v1/customers/C00001/chat", headers=auth(keys["agent"]),
+                      json={"messages": [{"role": "assistant", "content": "hi"}]})
+    assert res.status_code == 422
+
+
+def test_openapi_lists_the_versioned_routes(api):
+    client, _ = api
+    paths = client.get("/openapi.json").json()["paths"]
+    for path in ("/v1/score", "/v1/customers/{customer_id}/risk", "/v1/events",
+                 "/v1/customers/{customer_id}/explanation", "/v1/customers/{customer_id}/chat"):
+        assert path in paths

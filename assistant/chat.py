@@ -1,0 +1,102 @@
+"""Multi-turn questions about one customer, answered from their evidence and streamed.
+
+The answer streams token by token (agents see it at once) and is checked when complete: numbers
+must appear in the customer's evidence, cited ids must be theirs, and no links or contact details.
+An answer that fails is retracted and replaced by the evidence itself, and the stream says so.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pandas as pd
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+
+from assistant.attributions import attribute
+from assistant.checks import URL, numbers
+from assistant.explain import Assistant
+from assistant.generate import evidence_line, template
+from assistant.pii import EMAIL, PHONE_MASK, mask
+from assistant.schema import Evidence
+
+CITATION = re.compile(r"\[((?:fact|event|score):[^\]\s]+)\]")
+MAX_TURNS = 12
+
+
+@dataclass
+class Turn:
+    role: str  # "user" or "assistant"
+    content: str
+
+
+@dataclass
+class ChatEvent:
+    kind: str  # "token", "retracted", "done"
+    data: dict
+
+
+def check_answer(text: str, evidence: dict[str, Evidence], customer_id: str) -> list[str]:
+    problems = []
+    allowed = set().union(*(numbers(e.text) for e in evidence.values())) if evidence else set()
+    invented = sorted(numbers(text) - allowed)
+    if invented:
+        problems.append("numbers not in the evidence: " + ", ".join(f"{x:g}" for x in invented))
+    for eid in CITATION.findall(text):
+        item = evidence.get(eid)
+        if item is None or item.customer_id != customer_id:
+            problems.append(f"cites {eid}, which is not this customer's evidence")
+    if URL.search(text) or EMAIL.search(text) or PHONE_MASK in text or mask(text) != text:
+        problems.append("contains a link or contact details")
+    return problems
+
+
+def fallback_answer(question: str, evidence: list[Evidence], lang: str) -> str:
+    """No LLM, or a failed answer: the most relevant evidence, quoted with its ids."""
+    words = {w for w in re.findall(r"\w+", question.lower()) if len(w) > 3}
+    ranked = sorted(evidence, key=lambda e: -len(words & set(re.findall(r"\w+",
+                                                                       e.text.lower()))))
+    head = "What the records show:" if lang == "en" else "记录显示："
+    return head + "\n" + "\n".join(f"- {e.text} [{e.id}]" for e in ranked[:5])
+
+
+def chat(helper: Assistant, events: pd.DataFrame, customer_id: str, turns: list[Turn],
+         lang: str = "en") -> Iterator[ChatEvent]:
+    if not turns or turns[-1].role != "user":
+        raise ValueError("the conversation must end with a user message")
+    turns = turns[-MAX_TURNS:]
+    scored = helper.scorer.customer(events, customer_id)
+    evidence = helper.evidence(scored, attribute(helper.scorer, scored))
+    if helper.store is not None:
+        seen = {e.id for e in evidence}
+        for doc in helper.store.search(customer_id, turns[-1].content, k=4, before=scored.cutoff):
+            if doc.id not in seen:
+                evidence.append(Evidence(id=doc.id, customer_id=customer_id, kind=doc.kind,
+                                         text=doc.text))
+    by_id = {e.id: e for e in evidence}
+    if helper.llm is None:
+        answer = fallback_answer(turns[-1].content, evidence, lang)
+        yield ChatEvent("token", {"text": answer})
+        yield ChatEvent("done", {"text": answer, "backend": "none", "checked": True})
+        return
+    actions = ", ".join(a.id for a in helper.candidates(scored, attribute(helper.scorer, scored)))
+    system = template(f"chat.system.{lang}.jinja").render(
+        customer_id=customer_id, percent=round(100 * scored.probability), band=scored.band,
+        actions=actions or "none", evidence=[evidence_line(e) for e in evidence])
+    history: list[BaseMessage] = [SystemMessage(system)]
+    for t in turns:
+        history.append(HumanMessage(mask(t.content)) if t.role == "user" else AIMessage(t.content))
+    parts = []
+    for chunk in helper.llm.stream(history):
+        text = chunk.content if isinstance(chunk.content, str) else ""
+        if text:
+            parts.append(text)
+            yield ChatEvent("token", {"text": text})
+    answer = "".join(parts)
+    problems = check_answer(answer, by_id, customer_id)
+    if problems:
+        answer = fallback_answer(turns[-1].content, evidence, lang)
+        yield ChatEvent("retracted", {"problems": problems, "text": answer})
+    yield ChatEvent("done", {"text": answer, "backend": helper.backend, "checked": not problems,
+                             "problems": problems})
