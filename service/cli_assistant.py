@@ -27,6 +27,7 @@ Store = Annotated[Path | None, typer.Option(help="Chroma directory (default RETE
 def register(app: typer.Typer) -> None:
     app.command("index")(index_cmd)
     app.command("explain")(explain_cmd)
+    app.command("report")(report_cmd)
 
 
 @clean_errors
@@ -127,3 +128,33 @@ def explain_cmd(
         print(x.model_dump_json(indent=2))
     else:
         render(x)
+
+
+@clean_errors
+def report_cmd(
+    events: Events,
+    out_dir: Annotated[Path, typer.Option("--out", help="directory for the report files")],
+    model: Annotated[Path | None, typer.Option(help="model root or version (default HOME/models)")] = None,
+    top: Annotated[int, typer.Option(min=0, help="customers with a full card")] = 20,
+    lang: Annotated[str, typer.Option(help="en or zh")] = "en",
+    backend: Annotated[str | None, typer.Option(help="LLM for the cards: local, small, openai, "
+                                                      "none (default RETENTION_LLM_BACKEND)")] = None,
+    cutoff: Annotated[str | None, typer.Option(help="as-of date (default: day after the data)")] = None,
+    store: Store = None,
+) -> None:
+    """Score and explain every eligible customer: HTML report plus CSV and Parquet for a CRM.
+
+    A killed run resumes where it stopped (finished customers are kept in OUT/.work)."""
+    from service.reports import ReportConfig, run_report
+
+    settings = Settings()
+    if store is not None:
+        settings.chroma_path = store
+    frame, _ = load_cli_events(events, None, None, None, None, False)
+    with progress_bar(None, "loading the model"):
+        helper = wiring.assistant(settings, model, backend)
+    with progress_bar(None, "scoring and explaining") as tracker:
+        paths = run_report(helper, frame, out_dir, ReportConfig(top_n=top, lang=lang, cutoff=cutoff),
+                           progress=lambda d, t: tracker.steps(d, t, "customers"))
+    for kind, path in paths.items():
+        out.print(f"{kind}: {path}")

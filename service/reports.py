@@ -1,0 +1,153 @@
+"""Batch explanation reports: every eligible customer scored and explained, for analysts and CRMs.
+
+Customers are processed in fixed chunks (sorted ids), each chunk written atomically to a work
+folder, so a killed job resumes where it stopped without redoing finished customers and, because
+chunk boundaries never move, produces the same files as an uninterrupted run. The final files
+(HTML, CSV, Parquet) are written to temporary names and renamed: never left half-written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from assistant import wording
+from assistant.attributions import attribute
+from assistant.explain import Assistant
+from assistant.scoring import default_cutoff
+from finetune.labels import as_cutoff, churn_labels, data_bounds
+from finetune.loaders import write_text_atomic
+from finetune.metrics import evaluate_predictions
+
+CHUNK = 100
+
+
+@dataclass
+class ReportConfig:
+    top_n: int = 20  # customers with a full card (reasons and actions)
+    lang: str = "en"
+    cutoff: str | None = None  # as-of date; default: the day after the data
+    chunk: int = CHUNK
+
+
+def _job_key(events: pd.DataFrame, model_dir: Path, config: ReportConfig, cutoff: str) -> str:
+    digest = hashlib.sha256()
+    digest.update(pd.util.hash_pandas_object(events[["event_id"]], index=False)
+                  .to_numpy().tobytes())
+    digest.update(json.dumps([str(model_dir), config.lang, cutoff, config.chunk]).encode())
+    return digest.hexdigest()[:16]
+
+
+def _atomic_frame(frame: pd.DataFrame, path: Path, kind: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    if kind == "parquet":
+        frame.to_parquet(tmp, index=False)
+    else:
+        frame.to_csv(tmp, index=False)
+    tmp.replace(path)
+
+
+def score_chunk(helper: Assistant, events: pd.DataFrame, ids: list[str], cutoff: pd.Timestamp,
+                playbook_lang: str) -> pd.DataFrame:
+    rows = []
+    mine = events[events["customer_id"].isin(ids)]
+    for cid in ids:
+        scored = helper.scorer.customer(mine, cid, cutoff)
+        attrs = attribute(helper.scorer, scored)
+        drivers = wording.drivers(attrs)
+        keys = [wording.reason_key(a.sid, a.kind) for a in drivers]
+        actions = wording.rank_actions(helper.playbook, scored, keys)[:2]
+        rows.append({"customer_id": cid, "probability": scored.probability, "band": scored.band,
+                     "top_reasons": " | ".join(a.text for a in drivers),
+                     "reason_kinds": ",".join(keys),
+                     "reason_evidence": ",".join(a.sid for a in drivers),
+                     "action_ids": ",".join(a.id for a in actions),
+                     "orders": scored.features["frequency"],
+                     "monetary": scored.features["monetary"],
+                     "recency_days": scored.features["recency_days"]})
+    return pd.DataFrame(rows)
+
+
+def run_report(helper: Assistant, events: pd.DataFrame, out: Path, config: ReportConfig,
+               progress: Callable[[int, int], None] | None = None) -> dict[str, Path]:
+    cutoff = as_cutoff(config.cutoff) if config.cutoff else default_cutoff(events)
+    model_dir = helper.scorer.model.directory
+    scores = helper.scorer.score(events, cutoff=cutoff)
+    ids = sorted(scores["customer_id"].astype(str))
+    if not ids:
+        raise ValueError(f"no customer is eligible at {cutoff.date()}: nothing to report")
+    out.mkdir(parents=True, exist_ok=True)
+    work = out / ".work" / _job_key(events, model_dir, config, cutoff.date().isoformat())
+    work.mkdir(parents=True, exist_ok=True)
+    chunks = [ids[i:i + config.chunk] for i in range(0, len(ids), config.chunk)]
+    for n, chunk in enumerate(chunks):
+        part = work / f"chunk_{n:05d}.parquet"
+        if not part.exists():
+            _atomic_frame(score_chunk(helper, events, chunk, cutoff, config.lang), part, "parquet")
+        if progress:
+            progress(min((n + 1) * config.chunk, len(ids)), len(ids))
+    table = pd.concat([pd.read_parquet(work / f"chunk_{n:05d}.parquet")
+                       for n in range(len(chunks))], ignore_index=True)
+    table = table.sort_values(["probability", "customer_id"], ascending=[False, True],
+                              kind="stable").reset_index(drop=True)
+    cards = [helper.explain(events, cid, lang=config.lang, cutoff=cutoff).model_dump(mode="json")
+             for cid in table["customer_id"].head(config.top_n)]
+    paths = {"csv": out / "risk_report.csv", "parquet": out / "risk_report.parquet",
+             "html": out / "risk_report.html"}
+    crm = table[["customer_id", "probability", "band", "top_reasons", "action_ids"]]
+    _atomic_frame(crm, paths["csv"], "csv")
+    _atomic_frame(crm, paths["parquet"], "parquet")
+    html = render_html(table, cards, events, helper, cutoff, config)
+    write_text_atomic(html, paths["html"])
+    shutil.rmtree(work, ignore_errors=True)
+    return paths
+
+
+def _outcomes(events: pd.DataFrame, helper: Assistant, cutoff: pd.Timestamp,
+              table: pd.DataFrame) -> dict | None:
+    """Calibration and lift need outcomes: only for a past cutoff whose horizon the data covers."""
+    definition = helper.scorer.model.definition
+    if cutoff + pd.Timedelta(days=definition.horizon) > data_bounds(events)[1]:
+        return None
+    y = churn_labels(events, cutoff, pd.Index(table["customer_id"], dtype="string"), definition)
+    p = table["probability"].to_numpy()
+    metrics = evaluate_predictions(np.asarray(y), p)
+    bins = np.clip((p * 10).astype(int), 0, 9)
+    calib = [{"bin": f"{b / 10:.1f}-{(b + 1) / 10:.1f}", "predicted": float(p[bins == b].mean()),
+              "observed": float(np.asarray(y)[bins == b].mean()), "n": int((bins == b).sum())}
+             for b in range(10) if (bins == b).any()]
+    order = np.argsort(-p, kind="stable")
+    yy = np.asarray(y)[order]
+    base = yy.mean()
+    lift = [{"decile": d + 1, "lift": float(yy[: max(1, len(yy) * (d + 1) // 10)].mean() / base)}
+            for d in range(10)] if base > 0 else []
+    return {"metrics": metrics, "calibration": calib, "lift": lift}
+
+
+def render_html(table: pd.DataFrame, cards: list[dict], events: pd.DataFrame,
+                helper: Assistant, cutoff: pd.Timestamp, config: ReportConfig) -> str:
+    env = Environment(loader=PackageLoader("service", "templates"),
+                      autoescape=select_autoescape(["html", "j2"]))
+    hist = np.histogram(table["probability"], bins=10, range=(0, 1))[0].tolist()
+    reasons = Counter(k for kinds in table["reason_kinds"] for k in kinds.split(",") if k)
+    table = table.assign(segment=pd.cut(table["orders"], [0, 1, 3, 10, np.inf],
+                                        labels=["1 order", "2-3 orders", "4-10 orders",
+                                                "11+ orders"], include_lowest=True))
+    segments = (table.groupby("segment", observed=True)
+                .agg(customers=("customer_id", "size"), mean_risk=("probability", "mean"),
+                     high=("band", lambda b: float((b == "high").mean())),
+                     revenue=("monetary", "sum")).reset_index().to_dict("records"))
+    return env.get_template("report.html.j2").render(
+        cutoff=cutoff.date().isoformat(), model=helper.scorer.model.directory.name,
+        n=len(table), bands=table["band"].value_counts().to_dict(), hist=hist,
+        hist_max=max(hist) or 1, reasons=reasons.most_common(10), segments=segments,
+        cards=cards, outcomes=_outcomes(events, helper, cutoff, table), lang=config.lang)
