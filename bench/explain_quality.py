@@ -81,6 +81,9 @@ def main() -> None:
             attempts.append(x.attempts)
             if x.fallback_reason:
                 problems.append(x.fallback_reason[:200])
+            print(json.dumps({"customer_id": cid, "seconds": round(latencies[-1], 1),
+                              "fallback": x.fallback, "attempts": x.attempts}),
+                  file=sys.stderr, flush=True)
         out["explanations"] = {
             "backend": args.backend, "lang": args.lang, "n": len(picked),
             "fallback_rate": fallbacks / len(picked),
