@@ -28,7 +28,6 @@ class E5Embedding(EmbeddingFunction[Documents]):
     def _load(self) -> None:
         if self._model is not None:
             return
-        import torch
         from transformers import AutoModel, AutoTokenizer
 
         from finetune.encoders import quiet
@@ -38,7 +37,6 @@ class E5Embedding(EmbeddingFunction[Documents]):
         path = Path(self.model_dir) if self.model_dir else multilingual_model_path()
         self._tokenizer = AutoTokenizer.from_pretrained(path)
         self._model = AutoModel.from_pretrained(path).eval()
-        torch.set_grad_enabled(False)
 
     def _embed(self, texts: list[str], prefix: str) -> Embeddings:
         import torch

@@ -26,7 +26,7 @@ def setup(trained_model, synthetic):
 
 def test_report_files_and_resume_after_a_crash(tmp_path, setup, monkeypatch):
     helper, events = setup
-    config = ReportConfig(top_n=3, chunk=10, cutoff="2024-05-01")
+    config = ReportConfig(top_n=3, chunk=4, cutoff="2024-05-01")
     straight = run_report(helper, events, tmp_path / "a", config)
     frame = pd.read_parquet(straight["parquet"])
     assert list(frame.columns) == ["customer_id", "probability", "band", "top_reasons",
