@@ -43,6 +43,7 @@ def main() -> None:
     ap.add_argument("--explain", type=int, default=0)
     ap.add_argument("--backend", default="local")
     ap.add_argument("--lang", default="en")
+    ap.add_argument("--max-tokens", type=int, default=384, help="LLM output cap per attempt")
     ap.add_argument("--store", type=Path, default=None, help="Chroma dir (default: a temp one)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -68,7 +69,7 @@ def main() -> None:
         store = ContextStore(args.store or Path(tempfile.mkdtemp(prefix="bench-chroma-")))
         picked = list(ids[:args.explain])
         store.index_events(events[events["customer_id"].isin(picked)])
-        llm = chat_model(LLMConfig(backend=args.backend))
+        llm = chat_model(LLMConfig(backend=args.backend, max_tokens=args.max_tokens))
         helper = Assistant(scorer, Playbook.load(), store=store, llm=llm, backend=args.backend)
         latencies, fallbacks, attempts, problems, unchecked = [], 0, [], [], 0
         for cid in picked:
@@ -82,7 +83,8 @@ def main() -> None:
             if x.fallback_reason:
                 problems.append(x.fallback_reason[:200])
             print(json.dumps({"customer_id": cid, "seconds": round(latencies[-1], 1),
-                              "fallback": x.fallback, "attempts": x.attempts}),
+                              "fallback": x.fallback, "attempts": x.attempts,
+                              "why": (x.fallback_reason or "")[:160]}, ensure_ascii=False),
                   file=sys.stderr, flush=True)
         out["explanations"] = {
             "backend": args.backend, "lang": args.lang, "n": len(picked),
