@@ -37,7 +37,9 @@ def evidence_line(e: Evidence) -> str:
     """One JSON object: the text is a quoted string, whatever the customer wrote in it."""
     item: dict[str, object] = {"id": e.id, "kind": e.kind, "text": e.text}
     if e.contribution is not None:
-        item["push"] = round(100 * e.contribution, 1)
+        # Words, not a number: a number here would be quoted by the model and fail the checks.
+        item["effect"] = ("raises the risk" if e.contribution > 0.005 else
+                          "lowers the risk" if e.contribution < -0.005 else "little effect")
     return json.dumps(item, ensure_ascii=False)
 
 
