@@ -58,14 +58,17 @@ class Explanation(BaseModel):
 
 
 # What the LLM is asked to return (JSON-schema constrained on the local backend).
+# Length limits are part of the JSON schema, so constrained decoding cannot ramble past them
+# (an unbounded draft ran out of tokens mid-JSON in the first Online Retail run).
 class DraftReason(BaseModel):
-    text: str = Field(description="one short sentence for a support agent")
-    evidence: list[str] = Field(description="ids of the evidence items this sentence rests on")
+    text: str = Field(max_length=240, description="one short sentence for a support agent")
+    evidence: list[str] = Field(max_length=4,
+                                description="ids of the evidence items this sentence rests on")
 
 
 class DraftAction(BaseModel):
-    id: str = Field(description="a playbook action id from the candidate list")
-    why: str = Field(description="one short sentence: why it fits this customer")
+    id: str = Field(max_length=40, description="a playbook action id from the candidate list")
+    why: str = Field(max_length=200, description="one short sentence: why it fits this customer")
 
 
 class Draft(BaseModel):
