@@ -67,7 +67,8 @@ def chat(helper: Assistant, events: pd.DataFrame, customer_id: str, turns: list[
         raise ValueError("the conversation must end with a user message")
     turns = turns[-MAX_TURNS:]
     scored = helper.scorer.customer(events, customer_id)
-    evidence = helper.evidence(scored, attribute(helper.scorer, scored))
+    attributions = attribute(helper.scorer, scored)
+    evidence = helper.evidence(scored, attributions)
     if helper.store is not None:
         seen = {e.id for e in evidence}
         for doc in helper.store.search(customer_id, turns[-1].content, k=4, before=scored.cutoff):
@@ -80,7 +81,7 @@ def chat(helper: Assistant, events: pd.DataFrame, customer_id: str, turns: list[
         yield ChatEvent("token", {"text": answer})
         yield ChatEvent("done", {"text": answer, "backend": "none", "checked": True})
         return
-    actions = ", ".join(a.id for a in helper.candidates(scored, attribute(helper.scorer, scored)))
+    actions = ", ".join(a.id for a in helper.candidates(scored, attributions))
     system = template(f"chat.system.{lang}.jinja").render(
         customer_id=customer_id, percent=round(100 * scored.probability), band=scored.band,
         actions=actions or "none", evidence=[evidence_line(e) for e in evidence])

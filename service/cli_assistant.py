@@ -10,6 +10,7 @@ import pandas as pd
 import typer
 from rich.panel import Panel
 
+from assistant.explain import Assistant
 from assistant.llm import LLMUnavailable
 from assistant.playbook import Playbook
 from assistant.retrieval import ContextStore
@@ -100,6 +101,16 @@ def explain_top(events: pd.DataFrame, settings: Settings, model_root: Path, n: i
     out.print(f"explanations: {path}")
 
 
+def _events_and_assistant(events: Path, model: Path | None, backend: str | None,
+                          store: Path | None) -> tuple[pd.DataFrame, Assistant]:
+    settings = Settings()
+    if store is not None:
+        settings.chroma_path = store
+    frame, _ = load_cli_events(events, None, None, None, None, False)
+    with progress_bar(None, "loading the model"):
+        return frame, wiring.assistant(settings, model, backend)
+
+
 @clean_errors
 def explain_cmd(
     events: Events,
@@ -113,12 +124,7 @@ def explain_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="print the explanation as JSON")] = False,
 ) -> None:
     """Why this customer may leave and what to do, every claim citing its evidence."""
-    settings = Settings()
-    if store is not None:
-        settings.chroma_path = store
-    frame, _ = load_cli_events(events, None, None, None, None, False)
-    with progress_bar(None, "loading the model"):
-        helper = wiring.assistant(settings, model, backend)
+    frame, helper = _events_and_assistant(events, model, backend, store)
     if helper.store is not None:
         # Keep the store current for this customer: only new or changed events are embedded.
         helper.store.index_events(frame[frame["customer_id"] == customer])
@@ -147,12 +153,7 @@ def report_cmd(
     A killed run resumes where it stopped (finished customers are kept in OUT/.work)."""
     from service.reports import ReportConfig, run_report
 
-    settings = Settings()
-    if store is not None:
-        settings.chroma_path = store
-    frame, _ = load_cli_events(events, None, None, None, None, False)
-    with progress_bar(None, "loading the model"):
-        helper = wiring.assistant(settings, model, backend)
+    frame, helper = _events_and_assistant(events, model, backend, store)
     with progress_bar(None, "scoring and explaining") as tracker:
         paths = run_report(helper, frame, out_dir, ReportConfig(top_n=top, lang=lang, cutoff=cutoff),
                            progress=lambda d, t: tracker.steps(d, t, "customers"))

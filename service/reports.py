@@ -24,7 +24,7 @@ from assistant import wording
 from assistant.attributions import attribute
 from assistant.explain import Assistant
 from assistant.scoring import default_cutoff
-from finetune.labels import as_cutoff, churn_labels, data_bounds
+from finetune.labels import as_cutoff, churn_labels, data_bounds, eligible_customers
 from finetune.loaders import write_text_atomic
 from finetune.metrics import evaluate_predictions
 
@@ -56,8 +56,8 @@ def _atomic_frame(frame: pd.DataFrame, path: Path, kind: str) -> None:
     tmp.replace(path)
 
 
-def score_chunk(helper: Assistant, events: pd.DataFrame, ids: list[str], cutoff: pd.Timestamp,
-                playbook_lang: str) -> pd.DataFrame:
+def score_chunk(helper: Assistant, events: pd.DataFrame, ids: list[str],
+                cutoff: pd.Timestamp) -> pd.DataFrame:
     rows = []
     mine = events[events["customer_id"].isin(ids)]
     for cid in ids:
@@ -65,7 +65,7 @@ def score_chunk(helper: Assistant, events: pd.DataFrame, ids: list[str], cutoff:
         attrs = attribute(helper.scorer, scored)
         drivers = wording.drivers(attrs)
         keys = [wording.reason_key(a.sid, a.kind) for a in drivers]
-        actions = wording.rank_actions(helper.playbook, scored, keys)[:2]
+        actions = helper.candidates(scored, attrs)[:2]
         rows.append({"customer_id": cid, "probability": scored.probability, "band": scored.band,
                      "top_reasons": " | ".join(a.text for a in drivers),
                      "reason_kinds": ",".join(keys),
@@ -81,8 +81,8 @@ def run_report(helper: Assistant, events: pd.DataFrame, out: Path, config: Repor
                progress: Callable[[int, int], None] | None = None) -> dict[str, Path]:
     cutoff = as_cutoff(config.cutoff) if config.cutoff else default_cutoff(events)
     model_dir = helper.scorer.model.directory
-    scores = helper.scorer.score(events, cutoff=cutoff)
-    ids = sorted(scores["customer_id"].astype(str))
+    # Only the ids: each chunk scores its customers itself, so no model pass is spent here.
+    ids = sorted(eligible_customers(events, cutoff, helper.scorer.model.definition).astype(str))
     if not ids:
         raise ValueError(f"no customer is eligible at {cutoff.date()}: nothing to report")
     out.mkdir(parents=True, exist_ok=True)
@@ -92,7 +92,7 @@ def run_report(helper: Assistant, events: pd.DataFrame, out: Path, config: Repor
     for n, chunk in enumerate(chunks):
         part = work / f"chunk_{n:05d}.parquet"
         if not part.exists():
-            _atomic_frame(score_chunk(helper, events, chunk, cutoff, config.lang), part, "parquet")
+            _atomic_frame(score_chunk(helper, events, chunk, cutoff), part, "parquet")
         if progress:
             progress(min((n + 1) * config.chunk, len(ids)), len(ids))
     table = pd.concat([pd.read_parquet(work / f"chunk_{n:05d}.parquet")
