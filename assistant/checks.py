@@ -18,6 +18,7 @@ from assistant.schema import Draft, Evidence, Explanation
 NUMBER = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?")
 URL = re.compile(r"(?i)\b(?:https?://|www\.)\S+|\b[\w-]+\.(?:com|net|org|io|cn|ru|xyz)\b")
 CJK = re.compile(r"[\u4e00-\u9fff]")
+SENTENCE_END = re.compile(r"[.!?。！？][\"'”’」』)）]*\s*$")
 MAX_TEXT = 300
 
 
@@ -79,6 +80,8 @@ def check_draft(draft: Draft, evidence: Mapping[str, Evidence], customer_id: str
             problems.append(f"{where} has number(s) {shown} that are not in its cited evidence")
         if len(reason.text) > MAX_TEXT:
             problems.append(f"{where} is longer than {MAX_TEXT} characters")
+        if not SENTENCE_END.search(reason.text):
+            problems.append(f"{where} stops mid-sentence; write shorter, complete sentences")
         for p in (_language_problem(reason.text, lang, where), _contact_problem(reason.text, where)):
             if p:
                 problems.append(p)
@@ -97,6 +100,8 @@ def check_draft(draft: Draft, evidence: Mapping[str, Evidence], customer_id: str
                             f"{entry.when.describe()}")
         elif candidates is not None and action.id not in candidates:
             problems.append(f"{where} {action.id!r} was not among the candidate actions")
+        if not SENTENCE_END.search(action.why):
+            problems.append(f"{where} stops mid-sentence; write a shorter, complete sentence")
         invented = sorted(numbers(action.why) - own_numbers - numbers(entry.text(lang)))
         if invented:
             problems.append(f"{where} has number(s) {', '.join(f'{x:g}' for x in invented)} "

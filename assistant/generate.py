@@ -16,15 +16,16 @@ from importlib import resources
 
 from jinja2 import Environment, StrictUndefined
 from langchain_core.language_models.chat_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from pydantic import ValidationError
 
-from assistant.checks import check_draft
+from assistant.checks import SENTENCE_END, check_draft, numbers
 from assistant.llm import structured
 from assistant.playbook import Action, Playbook
-from assistant.schema import Draft, Evidence
+from assistant.schema import MAX_CITED, Draft, Evidence
 
 JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
+RETRY_TEMPERATURE = 0.7
 _env = Environment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
 
 
@@ -81,18 +82,54 @@ class Generation:
     raw: list[str] = field(default_factory=list)
 
 
+def trim_to_sentence(text: str) -> str:
+    """A sentence cut off by the length limit is shortened to its last full sentence."""
+    text = text.strip()
+    if not text or SENTENCE_END.search(text):
+        return text
+    ends = [m.end() for m in re.finditer(r"[.!?。！？](?=\s|$)", text)]
+    return text[:ends[-1]] if ends and ends[-1] >= 10 else text
+
+
+def complete_citations(draft: Draft, evidence: dict[str, Evidence], customer_id: str) -> Draft:
+    """A reason quoting a number from another of this customer's evidence items cites it too.
+
+    Small models often cite the risk score and a fact but take a number ("4 days") from a third
+    item. Adding that item (strongest first) makes the citation complete; the checks then still
+    require every number to be in the cited evidence, so nothing unsupported gets through.
+    """
+    own = [e for e in evidence.values() if e.customer_id == customer_id]
+    for reason in draft.reasons:
+        cited = [evidence[i] for i in reason.evidence if i in evidence]
+        have = set().union(*(numbers(e.text) for e in cited)) if cited else set()
+        for x in sorted(numbers(reason.text) - have):
+            source = next((e for e in own if x in numbers(e.text)), None)
+            if source is not None and len(reason.evidence) < MAX_CITED:
+                reason.evidence.append(source.id)
+                have |= numbers(source.text)
+    return draft
+
+
 def generate(model: BaseChatModel, prompt: list[BaseMessage], evidence: dict[str, Evidence],
              customer_id: str, playbook: Playbook, facts: dict[str, float], lang: str,
              candidates: set[str], max_attempts: int = 2) -> Generation:
     runnable = structured(model, Draft.model_json_schema())
     history = list(prompt)
     out = Generation(draft=None, attempts=0)
-    for _ in range(max_attempts):
+    for attempt in range(max_attempts):
         out.attempts += 1
-        reply = runnable.invoke(history)
+        # Greedy decoding would answer a retry with the same text: retries sample (seeded).
+        call = runnable if attempt == 0 else runnable.bind(temperature=RETRY_TEMPERATURE)
+        reply = call.invoke(history)
         text = reply.content if isinstance(reply.content, str) else str(reply.content)
         out.raw.append(text)
         draft, error = parse_draft(text)
+        if draft is not None:
+            for reason in draft.reasons:
+                reason.text = trim_to_sentence(reason.text)
+            for action in draft.actions:
+                action.why = trim_to_sentence(action.why)
+            draft = complete_citations(draft, evidence, customer_id)
         problems = [error] if error else check_draft(draft, evidence, customer_id, playbook,  # type: ignore[arg-type]
                                                      facts, lang, candidates)
         out.problems = problems
@@ -100,5 +137,6 @@ def generate(model: BaseChatModel, prompt: list[BaseMessage], evidence: dict[str
             out.draft = draft
             return out
         retry = template(f"explain.retry.{lang}.jinja").render(problems=problems)
-        history = [*history, AIMessage(text), HumanMessage(retry)]
+        # The failed answer is not put back in the context: a small model copies it verbatim.
+        history = [*prompt[:-1], HumanMessage(f"{prompt[-1].content}\n\n{retry}")]
     return out

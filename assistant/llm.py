@@ -167,11 +167,13 @@ class ChatLlamaCppJSON(BaseChatModel):
 
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None,
-                  json_schema: dict | None = None, **kwargs: Any) -> ChatResult:
+                  json_schema: dict | None = None, temperature: float | None = None,
+                  **kwargs: Any) -> ChatResult:
         llama = self._load()
         chat = self._chat(messages)
         fmt = {"type": "json_object", "schema": json_schema} if json_schema else None
-        res = llama.create_chat_completion(messages=chat, temperature=self.temperature,
+        temp = self.temperature if temperature is None else temperature
+        res = llama.create_chat_completion(messages=chat, temperature=temp,
                                            max_tokens=self.max_tokens, stop=stop,
                                            response_format=fmt, seed=self.seed)
         text = res["choices"][0]["message"]["content"] or ""

@@ -60,17 +60,21 @@ class Explanation(BaseModel):
 # What the LLM is asked to return (JSON-schema constrained on the local backend).
 # Length limits are part of the JSON schema, so constrained decoding cannot ramble past them
 # (an unbounded draft ran out of tokens mid-JSON in the first Online Retail run).
+MAX_CITED = 4
+
+
 class DraftReason(BaseModel):
-    text: str = Field(max_length=240, description="one short sentence for a support agent")
-    evidence: list[str] = Field(max_length=4,
+    text: str = Field(max_length=200, description="one short sentence for a support agent")
+    evidence: list[str] = Field(max_length=MAX_CITED,
                                 description="ids of the evidence items this sentence rests on")
 
 
 class DraftAction(BaseModel):
     id: str = Field(max_length=40, description="a playbook action id from the candidate list")
-    why: str = Field(max_length=200, description="one short sentence: why it fits this customer")
+    why: str = Field(max_length=160, description="one short sentence: why it fits this customer")
 
 
 class Draft(BaseModel):
-    reasons: list[DraftReason] = Field(max_length=4)
-    actions: list[DraftAction] = Field(max_length=3)
+    # Bounded so a draft always fits the output budget (llama.cpp's grammar enforces these).
+    reasons: list[DraftReason] = Field(max_length=3)
+    actions: list[DraftAction] = Field(max_length=2)

@@ -116,7 +116,7 @@ class TrainedModel:
     serializer: Serializer
 
     @classmethod
-    def load(cls, path: Path, device: str = "auto") -> TrainedModel:
+    def load(cls, path: Path, device: str = "auto", precision: str = "fp32") -> TrainedModel:
         directory = resolve_version_dir(path)
         config = json.loads((directory / "config.json").read_text())
         if config["serialization_version"] != SERIALIZATION_VERSION:
@@ -125,7 +125,7 @@ class TrainedModel:
                                 f"{SERIALIZATION_VERSION}: retrain it")
         d = config["definition"]
         definition = ChurnDefinition(**{**d, "activity_events": tuple(d["activity_events"])})
-        encoder = EncoderKind.load(directory, device=device)
+        encoder = EncoderKind.load(directory, device=device, precision=precision)
         hybrid = HybridKind.load(directory, encoder)
         serializer = Serializer(encoder.model.tokenizer, encoder.config.max_tokens,  # type: ignore[union-attr]
                                 include_text=config.get("include_text", True))

@@ -72,9 +72,9 @@ class EncoderKind:
         (directory / "calibration.json").write_text(json.dumps(self.calibrator.to_dict()))
 
     @classmethod
-    def load(cls, directory: Path, device: str = "auto") -> EncoderKind:
+    def load(cls, directory: Path, device: str = "auto", precision: str = "fp32") -> EncoderKind:
         cal = json.loads((directory / "calibration.json").read_text())
-        model = EncoderChurnModel.load(directory, device=device)
+        model = EncoderChurnModel.load(directory, device=device, precision=precision)
         return cls(config=model.config, model=model,
                    calibrator=PlattCalibrator(a=cal["a"], b=cal["b"]))
 

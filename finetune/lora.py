@@ -130,6 +130,7 @@ class EncoderChurnModel:
     tokenizer: object | None = None
     history: list[dict] = field(default_factory=list)
     scaler: NumericScaler | None = None
+    score_batch_size: int = 64  # bulk scoring raises it on a GPU
 
     def _numeric(self, numeric: np.ndarray | None, n: int) -> np.ndarray | None:
         if not self.config.n_numeric:
@@ -290,10 +291,10 @@ class EncoderChurnModel:
                 out[idx] = self.model(input_ids, mask, num).float().cpu().numpy()
         return out
 
-    def predict_logits(self, texts: Sequence[str], batch_size: int = 64,
+    def predict_logits(self, texts: Sequence[str], batch_size: int | None = None,
                        numeric: np.ndarray | None = None) -> np.ndarray:
         device = next(self.model.parameters()).device  # type: ignore[union-attr]
-        return self._logits(self._encode(texts), device, batch_size,
+        return self._logits(self._encode(texts), device, batch_size or self.score_batch_size,
                             numeric=self._numeric(numeric, len(texts)))
 
     # ---- persistence --------------------------------------------------------------------------
@@ -310,9 +311,11 @@ class EncoderChurnModel:
             {"lora": self.config.to_dict(), "history": self.history, "scaler": scaler}, indent=2))
 
     @classmethod
-    def load(cls, directory: Path, device: str = "auto", merge: bool = True) -> EncoderChurnModel:
+    def load(cls, directory: Path, device: str = "auto", merge: bool = True,
+             precision: str = "fp32") -> EncoderChurnModel:
         """``merge`` folds the adapters into the base weights: the same function (to float
-        rounding), about twice as fast to score, but no longer trainable."""
+        rounding), about 1.5x as fast to score, but no longer trainable. ``precision="int8"``
+        quantizes the linear layers for CPU batch scoring (see ``quantize_int8``)."""
         from peft import PeftModel
         from safetensors.torch import load_file
 
@@ -328,4 +331,23 @@ class EncoderChurnModel:
         obj.model = ChurnClassifier(backbone, backbone.config.hidden_size, n_numeric=cfg.n_numeric)
         obj.model.head.load_state_dict(load_file(directory / "head.safetensors"))
         obj.model.to(pick_device(device if device != "auto" else cfg.device)).eval()
+        if precision == "int8":
+            obj.quantize_int8()
+        elif precision != "fp32":
+            raise ValueError(f"precision must be fp32 or int8, got {precision!r}")
         return obj
+
+    def quantize_int8(self) -> EncoderChurnModel:
+        """Dynamic int8 linear layers (CPU only): the weights are quantized once, activations per
+        batch, so a probability moves by ~1e-3 with the batch it is scored in. Worth it for bulk
+        scoring; the API's single-customer path keeps fp32 so repeated calls agree exactly."""
+        assert self.model is not None
+        if next(self.model.parameters()).device.type != "cpu":
+            raise ValueError("int8 scoring is for CPUs; on a GPU the scorer uses bf16")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch marks the quantized tensor API as deprecated
+            from torch.ao.quantization import quantize_dynamic
+
+            self.model.backbone = quantize_dynamic(self.model.backbone, {nn.Linear},
+                                                   dtype=torch.qint8)
+        return self

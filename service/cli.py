@@ -18,7 +18,7 @@ from finetune.loaders import load_events, write_events, write_text_atomic
 from finetune.lora import LoraConfig
 from finetune.synthetic import SyntheticConfig, generate
 from finetune.train import train
-from service import cli_assistant, cli_model, cli_service
+from service import cli_assistant, cli_model, cli_score, cli_service
 from service.cli_common import clean_errors, err, out, print_report, progress_bar
 from service.settings import Settings
 
@@ -30,6 +30,7 @@ app.add_typer(import_app, name="import")
 cli_model.register(app)
 cli_assistant.register(app)
 cli_service.register(app)
+cli_score.register(app)
 
 
 @import_app.command("online-retail")

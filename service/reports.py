@@ -13,6 +13,7 @@ import json
 import shutil
 from collections import Counter
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,7 +79,10 @@ def score_chunk(helper: Assistant, events: pd.DataFrame, ids: list[str],
 
 
 def run_report(helper: Assistant, events: pd.DataFrame, out: Path, config: ReportConfig,
-               progress: Callable[[int, int], None] | None = None) -> dict[str, Path]:
+               progress: Callable[[int, int], None] | None = None,
+               lock: AbstractContextManager | None = None) -> dict[str, Path]:
+    """``lock`` is held per chunk and per card, so a service keeps answering during a report."""
+    lock = lock or nullcontext()
     cutoff = as_cutoff(config.cutoff) if config.cutoff else default_cutoff(events)
     model_dir = helper.scorer.model.directory
     # Only the ids: each chunk scores its customers itself, so no model pass is spent here.
@@ -92,15 +96,20 @@ def run_report(helper: Assistant, events: pd.DataFrame, out: Path, config: Repor
     for n, chunk in enumerate(chunks):
         part = work / f"chunk_{n:05d}.parquet"
         if not part.exists():
-            _atomic_frame(score_chunk(helper, events, chunk, cutoff), part, "parquet")
+            with lock:
+                frame = score_chunk(helper, events, chunk, cutoff)
+            _atomic_frame(frame, part, "parquet")
         if progress:
             progress(min((n + 1) * config.chunk, len(ids)), len(ids))
     table = pd.concat([pd.read_parquet(work / f"chunk_{n:05d}.parquet")
                        for n in range(len(chunks))], ignore_index=True)
     table = table.sort_values(["probability", "customer_id"], ascending=[False, True],
                               kind="stable").reset_index(drop=True)
-    cards = [helper.explain(events, cid, lang=config.lang, cutoff=cutoff).model_dump(mode="json")
-             for cid in table["customer_id"].head(config.top_n)]
+    cards = []
+    for cid in table["customer_id"].head(config.top_n):
+        with lock:
+            cards.append(helper.explain(events, cid, lang=config.lang, cutoff=cutoff)
+                         .model_dump(mode="json"))
     paths = {"csv": out / "risk_report.csv", "parquet": out / "risk_report.parquet",
              "html": out / "risk_report.html"}
     crm = table[["customer_id", "probability", "band", "top_reasons", "action_ids"]]

@@ -61,5 +61,9 @@ class Settings(BaseSettings):
         return self.chroma_path or self.home / "chroma"
 
     @property
+    def reports_path(self) -> Path:
+        return self.home / "reports"
+
+    @property
     def models_path(self) -> Path:
         return self.home / "models"

@@ -21,7 +21,7 @@ def llm_config(settings: Settings, backend: str | None = None) -> LLMConfig:
 
 
 def scorer(settings: Settings, model_dir: Path | None = None) -> Scorer:
-    model = TrainedModel.load(model_dir or settings.models_path)
+    model = TrainedModel.load(model_dir or settings.model_dir or settings.models_path)
     return Scorer(model, Bands(settings.band_medium, settings.band_high))
 
 

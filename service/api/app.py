@@ -18,7 +18,7 @@ from prometheus_client import (
 )
 from sqlalchemy import text
 
-from service.api import agent, problems, v1
+from service.api import agent, problems, reports, v1
 from service.api.deps import ServicesDep
 from service.api.problems import problem
 from service.api.services import Services
@@ -31,6 +31,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.services = services or Services(settings)
+        app.state.services.jobs.resume_unfinished()
         yield
         app.state.services.engine.dispose()
 
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     problems.install(app)
     app.include_router(v1.router)
     app.include_router(agent.router)
+    app.include_router(reports.router)
 
     page = resources.files("service").joinpath("web/index.html").read_text("utf-8")
 

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from assistant.explain import Assistant
 from assistant.scoring import Scorer
 from service import db, wiring
+from service.jobs import ReportJobs
 from service.settings import Settings
 
 
@@ -35,9 +36,12 @@ class Services:
     # memo cache is not thread-safe.
     model_lock: threading.RLock = field(default_factory=threading.RLock)
 
+    jobs: ReportJobs = field(init=False)
+
     def __post_init__(self) -> None:
         self.engine = db.engine_for(self.settings.db_url)
         self.Session = db.sessions(self.engine)
+        self.jobs = ReportJobs(self)
 
     # Loading a model takes seconds: do it once, on first use, under a lock.
     @property

@@ -68,13 +68,12 @@ def test_foreign_and_unknown_evidence_ids_are_caught():
 
 
 def test_off_playbook_and_inapplicable_actions_are_caught():
-    d = draft([("Overdue.", ["fact:recency"])],
-              [("refund_everything", "Because."), ("support_callback", "Call them."),
-               ("loyalty_points", "Thank them.")])
-    found = problems(d)
+    found = problems(draft([("Overdue.", ["fact:recency"])],
+                           [("refund_everything", "Because."), ("support_callback", "Call them.")]))
     assert any("'refund_everything' is not in the playbook" in p for p in found)
     # support_callback needs a recent ticket or a cancellation; this customer has neither.
     assert any("'support_callback' does not apply" in p for p in found)
+    found = problems(draft([("Overdue.", ["fact:recency"])], [("loyalty_points", "Thank them.")]))
     assert not any("loyalty_points" in p for p in found)  # 4 orders >= 3: it applies
 
 
@@ -113,3 +112,29 @@ def test_one_retry_with_the_problems_then_success():
 def test_two_failures_give_up_and_garbage_is_a_failure():
     gen = _run(ScriptedChat(["not json at all", _reply([("Risk 99%.", ["score:risk"])])]))
     assert gen.draft is None and gen.attempts == 2 and gen.problems
+
+
+def test_a_cut_off_sentence_is_trimmed_or_caught():
+    from assistant.generate import trim_to_sentence
+
+    assert trim_to_sentence("Overdue by 90 days. They also returned a table and") == \
+        "Overdue by 90 days."
+    assert trim_to_sentence("Overdue and") == "Overdue and"  # nothing left to keep: caught
+    found = problems(draft([("Overdue and", ["fact:recency"])],
+                           [("loyalty_points", "They have bought often and")]))
+    assert any("reason 1 stops mid-sentence" in p for p in found)
+    assert any("action 1 stops mid-sentence" in p for p in found)
+    assert not any("mid-sentence" in p for p in problems(draft([("逾期未购买。", ["fact:recency"])]),
+                                                             "zh"))
+
+
+def test_citations_are_completed_only_from_the_customers_own_evidence():
+    from assistant.generate import complete_citations
+
+    d = complete_citations(draft([("Returned 1,234.50 and silent for 120 days.", ["score:risk"])]),
+                           EVIDENCE, CID)
+    assert set(d.reasons[0].evidence) == {"score:risk", "event:e1", "fact:recency"}
+    assert problems(d) == []
+    d = complete_citations(draft([("Rated 1/5 two days ago.", ["score:risk"])]), EVIDENCE, CID)
+    assert "event:x9" not in d.reasons[0].evidence  # another customer's review is never added
+    assert any("not in its cited evidence" in p for p in problems(d))

@@ -164,3 +164,56 @@ def test_openapi_lists_the_versioned_routes(api):
     for path in ("/v1/score", "/v1/customers/{customer_id}/risk", "/v1/events",
                  "/v1/customers/{customer_id}/explanation", "/v1/customers/{customer_id}/chat"):
         assert path in paths
+    assert "/v1/reports" in paths and "/v1/reports/{job_id}/files/{name}" in paths
+
+
+def _wait(client, key: str, job_id: str, timeout: float = 300) -> dict:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        job = client.get(f"/v1/reports/{job_id}", headers=auth(key)).json()
+        if job["status"] in ("done", "failed") or time.monotonic() > deadline:
+            return job
+        time.sleep(0.5)
+
+
+def test_report_jobs_start_progress_download_and_resume(api):
+    import io
+
+    import pandas as pd
+
+    client, keys = api
+    assert client.post("/v1/reports", headers=auth(keys["crm"]), json={}).status_code == 403
+    assert client.post("/v1/reports", headers=auth(keys["admin"]),
+                       json={"top_n": -1}).status_code == 422
+    res = client.post("/v1/reports", headers=auth(keys["admin"]), json={"top_n": 2})
+    assert res.status_code == 202 and res.json()["status"] in ("queued", "running")
+    job = _wait(client, keys["admin"], res.json()["id"])
+    assert job["status"] == "done", job
+    assert job["done"] == job["total"] > 0
+    csv = client.get(job["files"]["csv"], headers=auth(keys["admin"]))
+    assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
+    table = pd.read_csv(io.StringIO(csv.text))
+    assert len(table) == job["total"] and {"probability", "action_ids"} <= set(table.columns)
+    html = client.get(job["files"]["html"], headers=auth(keys["admin"]))
+    assert html.status_code == 200 and "<html" in html.text.lower()
+    assert client.get("/v1/reports/abc123", headers=auth(keys["admin"])).status_code == 404
+
+    # A cutoff before any data: the job fails and says why; its files are not available.
+    res = client.post("/v1/reports", headers=auth(keys["admin"]), json={"cutoff": "2000-01-01"})
+    failed = _wait(client, keys["admin"], res.json()["id"])
+    assert failed["status"] == "failed" and "eligible" in failed["error"]
+    gone = client.get(f"/v1/reports/{failed['id']}/files/risk_report.csv",
+                      headers=auth(keys["admin"]))
+    assert gone.status_code == 409 and "eligible" in gone.json()["detail"]
+
+    # A job left 'running' by a killed service is picked up again at start-up.
+    services = client.app.state.services
+    with services.Session() as session:
+        session.add(db.ReportJobRow(id="feedbeef", status="running", done=0, total=0,
+                                    params=json.dumps({"top_n": 0, "lang": "en", "cutoff": None}),
+                                    created_at=db.now()))
+        session.commit()
+    assert services.jobs.resume_unfinished() == ["feedbeef"]
+    assert _wait(client, keys["admin"], "feedbeef")["status"] == "done"

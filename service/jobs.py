@@ -1,0 +1,95 @@
+"""Report jobs for the API: queued in the database, run one at a time by a background worker.
+
+A job's state lives in the ``report_jobs`` table, and ``run_report`` keeps finished chunks on
+disk, so a service that is killed mid-report picks the job up again at start-up and carries on
+where it stopped. The worker is a daemon thread: stopping the service never waits for a report.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import secrets
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
+
+from service import db
+from service.reports import ReportConfig, run_report
+
+if TYPE_CHECKING:
+    from service.api.services import Services
+
+REPORT_FILES = ("risk_report.html", "risk_report.csv", "risk_report.parquet")
+
+
+@dataclass
+class ReportJobs:
+    services: Services
+    _queue: queue.Queue = field(default_factory=queue.Queue)
+    _worker: threading.Thread | None = None
+    _start_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def folder(self, job_id: str) -> Path:
+        return self.services.settings.reports_path / job_id
+
+    def submit(self, params: dict) -> db.ReportJobRow:
+        with self.services.Session() as session:
+            row = db.ReportJobRow(id=secrets.token_hex(8), status="queued",
+                                  params=json.dumps(params), created_at=db.now())
+            session.add(row)
+            session.commit()
+        self._enqueue(row.id)
+        return row
+
+    def resume_unfinished(self) -> list[str]:
+        """Jobs that were queued or running when the service stopped go back in the queue."""
+        with self.services.Session() as session:
+            ids = list(session.scalars(select(db.ReportJobRow.id).where(
+                db.ReportJobRow.status.in_(("queued", "running"))).order_by(
+                db.ReportJobRow.created_at)))
+        for job_id in ids:
+            self._enqueue(job_id)
+        return ids
+
+    def _enqueue(self, job_id: str) -> None:
+        self._queue.put(job_id)
+        with self._start_lock:
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(target=self._loop, name="report-jobs", daemon=True)
+                self._worker.start()
+
+    def _loop(self) -> None:
+        while True:
+            self.run(self._queue.get())
+
+    def _update(self, job_id: str, **values) -> None:
+        with self.services.Session() as session:
+            row = session.get(db.ReportJobRow, job_id)
+            if row is not None:
+                for key, value in values.items():
+                    setattr(row, key, value)
+                session.commit()
+
+    def run(self, job_id: str) -> None:
+        with self.services.Session() as session:
+            row = session.get(db.ReportJobRow, job_id)
+            if row is None or row.status in ("done", "failed"):
+                return
+            params = json.loads(row.params)
+        self._update(job_id, status="running")
+        try:
+            with self.services.Session() as session:
+                events = self.services.events(session)
+            if events.empty:
+                raise ValueError("no events are stored: ingest events before asking for a report")
+            run_report(self.services.assistant, events, self.folder(job_id), ReportConfig(**params),
+                       progress=lambda done, total: self._update(job_id, done=done, total=total),
+                       lock=self.services.model_lock)
+            self._update(job_id, status="done", finished_at=db.now())
+        except Exception as exc:  # noqa: BLE001 - any failure is reported on the job, not lost
+            self._update(job_id, status="failed", finished_at=db.now(),
+                         error=f"{type(exc).__name__}: {exc}"[:1000])
