@@ -85,13 +85,13 @@ class Assistant:
         by_id = {e.id: e for e in evidence}
         candidates = self.candidates(scored, attributions)
         draft: Draft | None = None
-        attempts, reason = 0, None
+        attempts, reason, dropped = 0, None, []
         if self.llm is not None:
             prompt = messages(customer_id, scored.probability, scored.band,
                               scored.cutoff.date().isoformat(), evidence, candidates, lang)
             gen = generate(self.llm, prompt, by_id, customer_id, self.playbook, scored.facts,
                            lang, {a.id for a in candidates})
-            draft, attempts = gen.draft, gen.attempts
+            draft, attempts, dropped = gen.draft, gen.attempts, gen.dropped
             if draft is None:
                 reason = "; ".join(gen.problems)[:500]
                 log.info("draft for %s failed its checks twice: %s", mask(customer_id), reason)
@@ -108,4 +108,5 @@ class Assistant:
                                      cost=self.playbook[a.id].cost) for a in draft.actions],
             evidence=evidence, language=lang,  # type: ignore[arg-type]
             backend=self.backend if not fallback else f"{self.backend}->none",
-            fallback=fallback, fallback_reason=reason, attempts=max(attempts, 1))
+            fallback=fallback, fallback_reason=reason, attempts=max(attempts, 1),
+            dropped=dropped if not fallback else [])

@@ -26,6 +26,7 @@ from assistant.schema import MAX_CITED, Draft, Evidence
 
 JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
 RETRY_TEMPERATURE = 0.7
+ITEM = re.compile(r"^(reason|action) \d+")
 _env = Environment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
 
 
@@ -80,6 +81,7 @@ class Generation:
     attempts: int
     problems: list[str] = field(default_factory=list)  # of the last attempt
     raw: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)  # problems of items removed by ``prune``
 
 
 def trim_to_sentence(text: str) -> str:
@@ -110,6 +112,20 @@ def complete_citations(draft: Draft, evidence: dict[str, Evidence], customer_id:
     return draft
 
 
+def prune(draft: Draft, problems: list[str]) -> Draft | None:
+    """The draft without the reasons and actions that failed a check, if something useful is
+    left (a reason and an action): every remaining item passed, and the output lists the
+    problems of what was dropped, so nothing unchecked is shown and nothing is hidden."""
+    bad = {m.group(0) for p in problems if (m := ITEM.match(p))}
+    if any(not ITEM.match(p) for p in problems):
+        return None  # a problem with the draft as a whole
+    reasons = [r for i, r in enumerate(draft.reasons, 1) if f"reason {i}" not in bad]
+    actions = [a for i, a in enumerate(draft.actions, 1) if f"action {i}" not in bad]
+    if not reasons or not actions:
+        return None
+    return Draft(reasons=reasons, actions=actions)
+
+
 def generate(model: BaseChatModel, prompt: list[BaseMessage], evidence: dict[str, Evidence],
              customer_id: str, playbook: Playbook, facts: dict[str, float], lang: str,
              candidates: set[str], max_attempts: int = 2) -> Generation:
@@ -136,6 +152,12 @@ def generate(model: BaseChatModel, prompt: list[BaseMessage], evidence: dict[str
         if not problems:
             out.draft = draft
             return out
+        if attempt == max_attempts - 1 and draft is not None:
+            pruned = prune(draft, problems)
+            if pruned is not None and not check_draft(pruned, evidence, customer_id, playbook,
+                                                      facts, lang, candidates):
+                out.draft, out.dropped = pruned, problems
+                return out
         retry = template(f"explain.retry.{lang}.jinja").render(problems=problems)
         # The failed answer is not put back in the context: a small model copies it verbatim.
         history = [*prompt[:-1], HumanMessage(f"{prompt[-1].content}\n\n{retry}")]

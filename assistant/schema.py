@@ -55,6 +55,8 @@ class Explanation(BaseModel):
     fallback: bool = False  # True when the deterministic wording replaced the LLM's
     fallback_reason: str | None = None
     attempts: int = 1
+    dropped: list[str] = Field(default_factory=list, description=(
+        "checks that removed individual LLM reasons or actions; what is shown passed them all"))
 
 
 # What the LLM is asked to return (JSON-schema constrained on the local backend).
@@ -64,14 +66,14 @@ MAX_CITED = 4
 
 
 class DraftReason(BaseModel):
-    text: str = Field(max_length=200, description="one short sentence for a support agent")
+    text: str = Field(max_length=240, description="one short sentence for a support agent")
     evidence: list[str] = Field(max_length=MAX_CITED,
                                 description="ids of the evidence items this sentence rests on")
 
 
 class DraftAction(BaseModel):
     id: str = Field(max_length=40, description="a playbook action id from the candidate list")
-    why: str = Field(max_length=160, description="one short sentence: why it fits this customer")
+    why: str = Field(max_length=200, description="one short sentence: why it fits this customer")
 
 
 class Draft(BaseModel):

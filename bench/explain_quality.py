@@ -71,12 +71,13 @@ def main() -> None:
         store.index_events(events[events["customer_id"].isin(picked)])
         llm = chat_model(LLMConfig(backend=args.backend, max_tokens=args.max_tokens))
         helper = Assistant(scorer, Playbook.load(), store=store, llm=llm, backend=args.backend)
-        latencies, fallbacks, attempts, problems, unchecked = [], 0, [], [], 0
+        latencies, fallbacks, attempts, problems, unchecked, pruned = [], 0, [], [], 0, 0
         for cid in picked:
             t = time.time()
             x = helper.explain(events, cid, lang=args.lang, cutoff=cutoff)
             latencies.append(time.time() - t)
             fallbacks += x.fallback
+            pruned += bool(x.dropped)
             facts = scorer.customer(events, cid, cutoff).facts
             unchecked += bool(check_explanation(x, helper.playbook, facts))
             attempts.append(x.attempts)
@@ -84,11 +85,13 @@ def main() -> None:
                 problems.append(x.fallback_reason[:200])
             print(json.dumps({"customer_id": cid, "seconds": round(latencies[-1], 1),
                               "fallback": x.fallback, "attempts": x.attempts,
+                              "dropped": x.dropped,
                               "why": (x.fallback_reason or "")[:160]}, ensure_ascii=False),
                   file=sys.stderr, flush=True)
         out["explanations"] = {
             "backend": args.backend, "lang": args.lang, "n": len(picked),
             "fallback_rate": fallbacks / len(picked),
+            "shown_with_items_dropped": pruned,
             "shown_failing_checks": unchecked,
             "first_try_pass_rate": float(np.mean([a == 1 for a in attempts]))
             if llm is not None else 1.0,

@@ -85,10 +85,14 @@ def demo_cmd(
     customers: Annotated[int | None, typer.Option(min=50, help="synthetic customers")] = None,
     encoder_examples: Annotated[int, typer.Option(min=100, help="snapshots the encoder trains on")] = 3000,
     explain: Annotated[int, typer.Option(min=0, help="explain the N customers most at risk")] = 3,
+    serve: Annotated[bool, typer.Option(help="end by serving the API and the chat page")] = True,
+    host: Annotated[str, typer.Option(help="bind address of the service")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port of the service")] = 8000,
 ) -> None:
-    """The main job on embedded defaults: demo data, train the model, evaluate, print the report."""
-    settings = Settings()
-    home = home or settings.home
+    """The main job on embedded defaults: demo data, train and evaluate the model, explain the
+    riskiest customers, then serve the API and the agents' chat page on the demo data."""
+    settings = Settings(home=home) if home else Settings()
+    home = settings.home
     n = customers or settings.demo_customers
     data_dir = home / "demo"
     events_path = data_dir / "events.parquet"
@@ -109,6 +113,8 @@ def demo_cmd(
     out.print(f"model: {root / 'versions' / version} (card: MODEL_CARD.md)")
     out.print(f"report: {report_path}")
     cli_assistant.explain_top(frame, settings, root, explain, home / "reports")
+    if serve:
+        cli_service.serve_demo(settings, frame, host, port)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -71,6 +71,8 @@ def render(x: Explanation) -> None:
     note = f"written by {x.backend}"
     if x.fallback:
         note += f" (LLM draft failed its checks: {x.fallback_reason})"
+    elif x.dropped:
+        note += f" ({len(x.dropped)} LLM item(s) removed by the checks)"
     out.print(Panel("\n".join(lines), title=f"customer {x.customer_id}", subtitle=note,
                     expand=False), highlight=False)
 

@@ -37,6 +37,24 @@ def serve_cmd(host: Annotated[str, typer.Option(help="bind address")] = "127.0.0
                 workers=workers, log_level="info")
 
 
+def serve_demo(settings: Settings, events, host: str, port: int) -> None:
+    """The main job's last step: the service on embedded defaults, with the demo data loaded."""
+    import uvicorn
+
+    from service.api.app import create_app
+
+    engine = db.engine_for(settings.db_url)
+    with progress_bar(None, f"storing {len(events):,} events for the service"), \
+            db.sessions(engine)() as session:
+        db.upsert_events(session, events)
+        key = db.create_key(session, "demo agent", "agent")
+    engine.dispose()
+    err.print("an 'agent' API key was created for the demo (stored hashed; this is the only copy)")
+    out.print(f"chat page: http://{host}:{port}/#key={key}", highlight=False, soft_wrap=True)
+    out.print(f"API docs:  http://{host}:{port}/docs   (stop with Ctrl-C)", highlight=False)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+
+
 @clean_errors
 def load_cmd(events: Annotated[Path, typer.Option(help="events file (.csv, .csv.gz, .parquet)")]
              ) -> None:

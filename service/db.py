@@ -151,14 +151,33 @@ def find_key(session: Session, key: str) -> ApiKey | None:
     return None
 
 
+UPSERT_BATCH = 500  # SQLite allows 32,766 bound parameters: 500 rows x 10 columns
+
+
 # ---- events -----------------------------------------------------------------------------------
 def upsert_events(session: Session, events: pd.DataFrame) -> int:
     """Store canonical events; an event id already stored is replaced. Returns rows written."""
     rows = events[list(EVENT_COLUMNS)].astype(object).where(events.notna(), None)
-    for record in rows.to_dict("records"):
+    records = rows.to_dict("records")
+    for record in records:
         record["event"] = str(record["event"])
         record["ts"] = pd.Timestamp(record["ts"]).to_pydatetime()
-        session.merge(EventRow(**record))
+    dialect = session.get_bind().dialect.name
+    if dialect in ("sqlite", "postgresql"):
+        # One INSERT ... ON CONFLICT per batch: ~100x faster than an ORM merge per row.
+        if dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert
+        else:
+            from sqlalchemy.dialects.postgresql import insert
+        for start in range(0, len(records), UPSERT_BATCH):
+            stmt = insert(EventRow).values(records[start:start + UPSERT_BATCH])
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[EventRow.event_id],
+                set_={c: stmt.excluded[c] for c in EVENT_COLUMNS if c != "event_id"})
+            session.execute(stmt)
+    else:
+        for record in records:
+            session.merge(EventRow(**record))
     session.commit()
     return len(rows)
 

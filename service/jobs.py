@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 
 from service import db
-from service.reports import ReportConfig, run_report
+from service.reports import Interrupted, ReportConfig, run_report
 
 if TYPE_CHECKING:
     from service.api.services import Services
@@ -32,6 +32,12 @@ class ReportJobs:
     _queue: queue.Queue = field(default_factory=queue.Queue)
     _worker: threading.Thread | None = None
     _start_lock: threading.Lock = field(default_factory=threading.Lock)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def stop(self) -> None:
+        """Stop after the current chunk; an interrupted job is queued again at next start-up."""
+        self._stop.set()
+        self._queue.put(None)
 
     def folder(self, job_id: str) -> Path:
         return self.services.settings.reports_path / job_id
@@ -56,6 +62,8 @@ class ReportJobs:
         return ids
 
     def _enqueue(self, job_id: str) -> None:
+        if self._stop.is_set():
+            return  # stopping: the job stays queued in the database for the next start
         self._queue.put(job_id)
         with self._start_lock:
             if self._worker is None or not self._worker.is_alive():
@@ -63,8 +71,10 @@ class ReportJobs:
                 self._worker.start()
 
     def _loop(self) -> None:
-        while True:
-            self.run(self._queue.get())
+        while not self._stop.is_set():
+            job_id = self._queue.get()
+            if job_id is not None:
+                self.run(job_id)
 
     def _update(self, job_id: str, **values) -> None:
         with self.services.Session() as session:
@@ -88,8 +98,10 @@ class ReportJobs:
                 raise ValueError("no events are stored: ingest events before asking for a report")
             run_report(self.services.assistant, events, self.folder(job_id), ReportConfig(**params),
                        progress=lambda done, total: self._update(job_id, done=done, total=total),
-                       lock=self.services.model_lock)
+                       lock=self.services.model_lock, should_stop=self._stop.is_set)
             self._update(job_id, status="done", finished_at=db.now())
+        except Interrupted:
+            self._update(job_id, status="queued")
         except Exception as exc:  # noqa: BLE001 - any failure is reported on the job, not lost
             self._update(job_id, status="failed", finished_at=db.now(),
                          error=f"{type(exc).__name__}: {exc}"[:1000])

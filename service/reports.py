@@ -78,11 +78,22 @@ def score_chunk(helper: Assistant, events: pd.DataFrame, ids: list[str],
     return pd.DataFrame(rows)
 
 
+class Interrupted(Exception):
+    """The job was asked to stop; finished chunks are kept and a rerun resumes from them."""
+
+
 def run_report(helper: Assistant, events: pd.DataFrame, out: Path, config: ReportConfig,
                progress: Callable[[int, int], None] | None = None,
-               lock: AbstractContextManager | None = None) -> dict[str, Path]:
-    """``lock`` is held per chunk and per card, so a service keeps answering during a report."""
+               lock: AbstractContextManager | None = None,
+               should_stop: Callable[[], bool] | None = None) -> dict[str, Path]:
+    """``lock`` is held per chunk and per card, so a service keeps answering during a report;
+    ``should_stop`` is asked between them, so a stopping service never waits for a report."""
     lock = lock or nullcontext()
+
+    def checkpoint() -> None:
+        if should_stop is not None and should_stop():
+            raise Interrupted(f"report in {out} stopped; run it again to resume")
+
     cutoff = as_cutoff(config.cutoff) if config.cutoff else default_cutoff(events)
     model_dir = helper.scorer.model.directory
     # Only the ids: each chunk scores its customers itself, so no model pass is spent here.
@@ -96,6 +107,7 @@ def run_report(helper: Assistant, events: pd.DataFrame, out: Path, config: Repor
     for n, chunk in enumerate(chunks):
         part = work / f"chunk_{n:05d}.parquet"
         if not part.exists():
+            checkpoint()
             with lock:
                 frame = score_chunk(helper, events, chunk, cutoff)
             _atomic_frame(frame, part, "parquet")
@@ -107,6 +119,7 @@ def run_report(helper: Assistant, events: pd.DataFrame, out: Path, config: Repor
                               kind="stable").reset_index(drop=True)
     cards = []
     for cid in table["customer_id"].head(config.top_n):
+        checkpoint()
         with lock:
             cards.append(helper.explain(events, cid, lang=config.lang, cutoff=cutoff)
                          .model_dump(mode="json"))

@@ -33,6 +33,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         app.state.services = services or Services(settings)
         app.state.services.jobs.resume_unfinished()
         yield
+        app.state.services.jobs.stop()
         app.state.services.engine.dispose()
 
     app = FastAPI(title="Retention Assistant", version="1", lifespan=lifespan,

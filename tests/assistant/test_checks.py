@@ -114,6 +114,20 @@ def test_two_failures_give_up_and_garbage_is_a_failure():
     assert gen.draft is None and gen.attempts == 2 and gen.problems
 
 
+def test_last_attempt_keeps_only_the_items_that_pass():
+    mixed = _reply([("No order for 120 days.", ["fact:recency"]),
+                    ("They spent 5,000 last year.", ["fact:recency"])],
+                   [("winback_email", "They have been away a while."),
+                    ("refund_everything", "Because.")])
+    gen = _run(ScriptedChat([mixed, mixed]))
+    assert gen.draft is not None and gen.attempts == 2
+    assert [r.text for r in gen.draft.reasons] == ["No order for 120 days."]
+    assert [a.id for a in gen.draft.actions] == ["winback_email"]
+    assert any("5000" in p or "5,000" in p for p in gen.dropped)
+    assert any("refund_everything" in p for p in gen.dropped)
+    assert problems(gen.draft) == []
+
+
 def test_a_cut_off_sentence_is_trimmed_or_caught():
     from assistant.generate import trim_to_sentence
 
