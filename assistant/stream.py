@@ -32,6 +32,7 @@ from finetune.artifacts import TrainedModel
 from finetune.contract import DataError, validate_events
 from finetune.labels import as_cutoff
 
+MAX_OPEN = 256  # partition files open at once while splitting
 OUTPUT_COLUMNS = ["customer_id", "cutoff", "probability", "band", "fingerprint", "model_version"]
 Progress = Callable[[int, int, str], None]
 
@@ -87,17 +88,21 @@ def _open_parquet(path: Path) -> pq.ParquetFile:
 
 
 def _scan(path: Path) -> tuple[int, pd.Timestamp | None]:
-    """Distinct customers and the latest timestamp, reading two columns only."""
+    """Distinct customers and the latest timestamp, reading two columns only (the distinct ids
+    are kept as an Arrow array: about 16 bytes per customer)."""
+    import pyarrow.compute as pc
+
     file = _open_parquet(path)
-    ids: set[str] = set()
+    seen = pa.array([], type=pa.string())
     latest = None
     for batch in file.iter_batches(columns=["customer_id", "ts"], batch_size=1_000_000):
         frame = batch.to_pandas()
         frame = frame[frame["customer_id"].notna()]  # validation drops these rows too
-        ids.update(frame["customer_id"].astype(str).str.strip())
+        ids = pa.array(frame["customer_id"].astype(str).str.strip(), type=pa.string())
+        seen = pc.unique(pa.concat_arrays([seen, pc.unique(ids)]))
         ts = pd.to_datetime(frame["ts"], utc=True, errors="coerce").max()
         latest = ts if latest is None or (pd.notna(ts) and ts > latest) else latest
-    return len(ids), latest
+    return len(seen), latest
 
 
 def partition_of(customer_ids: pd.Series, n_parts: int) -> np.ndarray:
@@ -119,32 +124,43 @@ def partition_events(path: Path, workdir: Path, config: StreamConfig,
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
     parts = [workdir / f"part-{k:05d}.parquet" for k in range(n_parts)]
-    writers: dict[int, pq.ParquetWriter] = {}
-    n_rows, offset = 0, 0
+    written: set[int] = set()
+    n_rows = 0
     total = file.metadata.num_rows
-    try:
-        for batch in file.iter_batches(batch_size=config.read_rows):
-            raw = batch.to_pandas()
-            clean, _ = validate_events(raw, str(path), row_offset=offset + 1)
-            offset += len(raw)
-            clean = clean.assign(event=clean["event"].astype(str))
-            for k, rows in clean.groupby(partition_of(clean["customer_id"], n_parts), sort=True):
-                table = pa.Table.from_pandas(rows[PARTITION_SCHEMA.names], schema=PARTITION_SCHEMA,
-                                             preserve_index=False)
-                if k not in writers:
-                    writers[k] = pq.ParquetWriter(parts[k], PARTITION_SCHEMA)
-                writers[k].write_table(table)
-            n_rows += len(clean)
-            if progress:
-                progress(offset, total, "partitioning")
-    finally:
-        for w in writers.values():
-            w.close()
+    # At most MAX_OPEN partition files are open at once: with more partitions (tens of millions
+    # of customers) the input is read once per group of MAX_OPEN partitions.
+    for first in range(0, n_parts, MAX_OPEN):
+        last = min(first + MAX_OPEN, n_parts)
+        writers: dict[int, pq.ParquetWriter] = {}
+        offset = 0
+        try:
+            for batch in file.iter_batches(batch_size=config.read_rows):
+                raw = batch.to_pandas()
+                clean, _ = validate_events(raw, str(path), row_offset=offset + 1)
+                offset += len(raw)
+                clean = clean.assign(event=clean["event"].astype(str))
+                keys = partition_of(clean["customer_id"], n_parts)
+                for k, rows in clean.groupby(keys, sort=True):
+                    if not first <= k < last:
+                        continue
+                    table = pa.Table.from_pandas(rows[PARTITION_SCHEMA.names],
+                                                 schema=PARTITION_SCHEMA, preserve_index=False)
+                    if k not in writers:
+                        writers[k] = pq.ParquetWriter(parts[k], PARTITION_SCHEMA)
+                    writers[k].write_table(table)
+                    n_rows += len(rows)
+                if progress:
+                    progress(offset + first // MAX_OPEN * total,
+                             total * math.ceil(n_parts / MAX_OPEN), "partitioning")
+        finally:
+            for w in writers.values():
+                w.close()
+        written |= set(writers)
     if latest is None or pd.isna(latest):
         raise DataError(str(path), "ts", [], "at least one event with a valid time")
     cutoff = (latest.tz_convert("UTC") if latest.tzinfo else latest.tz_localize("UTC"))
     cutoff = cutoff.normalize() + pd.Timedelta(days=1)
-    return Partitioned([p for k, p in enumerate(parts) if k in writers], cutoff, n_rows,
+    return Partitioned([p for k, p in enumerate(parts) if k in written], cutoff, n_rows,
                        n_customers)
 
 

@@ -34,10 +34,13 @@ class ReportJobs:
     _start_lock: threading.Lock = field(default_factory=threading.Lock)
     _stop: threading.Event = field(default_factory=threading.Event)
 
-    def stop(self) -> None:
-        """Stop after the current chunk; an interrupted job is queued again at next start-up."""
+    def stop(self, timeout: float = 60.0) -> None:
+        """Stop at the next customer boundary and wait for the worker (a thread still inside
+        torch when the interpreter exits aborts the process); the job is queued again."""
         self._stop.set()
         self._queue.put(None)
+        if self._worker is not None:
+            self._worker.join(timeout)
 
     def folder(self, job_id: str) -> Path:
         return self.services.settings.reports_path / job_id

@@ -58,10 +58,12 @@ def _atomic_frame(frame: pd.DataFrame, path: Path, kind: str) -> None:
 
 
 def score_chunk(helper: Assistant, events: pd.DataFrame, ids: list[str],
-                cutoff: pd.Timestamp) -> pd.DataFrame:
+                cutoff: pd.Timestamp, checkpoint: Callable[[], None] | None = None) -> pd.DataFrame:
     rows = []
     mine = events[events["customer_id"].isin(ids)]
     for cid in ids:
+        if checkpoint is not None:
+            checkpoint()  # an unfinished chunk is not saved: a rerun does it again
         scored = helper.scorer.customer(mine, cid, cutoff)
         attrs = attribute(helper.scorer, scored)
         drivers = wording.drivers(attrs)
@@ -109,7 +111,7 @@ def run_report(helper: Assistant, events: pd.DataFrame, out: Path, config: Repor
         if not part.exists():
             checkpoint()
             with lock:
-                frame = score_chunk(helper, events, chunk, cutoff)
+                frame = score_chunk(helper, events, chunk, cutoff, checkpoint)
             _atomic_frame(frame, part, "parquet")
         if progress:
             progress(min((n + 1) * config.chunk, len(ids)), len(ids))

@@ -40,6 +40,23 @@ def test_partition_is_stable_and_keeps_a_customer_together():
     assert set(first) <= set(range(7))
 
 
+def test_partitions_hold_whole_histories_even_in_several_passes(events_file, synthetic,
+                                                                tmp_path, monkeypatch):
+    from assistant import stream
+
+    events, _ = synthetic
+    monkeypatch.setattr(stream, "MAX_OPEN", 2)  # 6 partitions: the input is read 3 times
+    parted = stream.partition_events(events_file, tmp_path / "parts",
+                                     StreamConfig(chunk_customers=100, read_rows=7000))
+    assert len(parted.parts) == 6 and parted.n_customers == events["customer_id"].nunique()
+    frames = [pd.read_parquet(p) for p in parted.parts]
+    assert sum(len(f) for f in frames) == parted.n_rows == len(events)
+    owners = pd.concat([f[["customer_id"]].drop_duplicates().assign(part=i)
+                        for i, f in enumerate(frames)])
+    assert not owners["customer_id"].duplicated().any()  # each customer in one partition only
+    assert parted.cutoff == events["ts"].max().normalize() + pd.Timedelta(days=1)
+
+
 @pytest.mark.slow
 def test_streamed_fp32_scores_equal_in_memory_scores(trained_model, events_file, in_memory,
                                                       tmp_path):
