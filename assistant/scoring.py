@@ -72,6 +72,9 @@ class Scorer:
               customers: list[str] | None = None) -> pd.DataFrame:
         """customer_id, cutoff, probability, band (eligible customers when none are given)."""
         cutoff = as_cutoff(cutoff) if cutoff is not None else default_cutoff(events)
+        if customers is not None:  # a customer with no history before the cutoff has no score
+            before = set(events.loc[events["ts"] < cutoff, "customer_id"].astype(str))
+            customers = [c for c in customers if c in before]
         frame, _ = self.model.snapshot(events, cutoff, customers)
         if frame.empty:
             return frame.assign(probability=[], band=[])[["customer_id", "cutoff", "probability",

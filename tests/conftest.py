@@ -55,3 +55,22 @@ def trained_model(tmp_path_factory, synthetic) -> Path:
                             encoder_max_examples=384)
     train(events, config, root, dataset="synthetic-test")
     return root
+
+
+def service_database_url() -> str | None:
+    """A fresh PostgreSQL database when RETENTION_TEST_POSTGRES_URL names a server (e.g.
+    postgresql+psycopg://postgres@/postgres?host=/tmp&port=55432); None means SQLite."""
+    import uuid
+
+    admin_url = os.environ.get("RETENTION_TEST_POSTGRES_URL")
+    if not admin_url:
+        return None
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"rt_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)

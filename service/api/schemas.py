@@ -48,7 +48,8 @@ class CustomerScore(BaseModel):
 class ScoreResponse(BaseModel):
     model_version: str
     scores: list[CustomerScore]
-    unknown: list[str] = Field(default_factory=list, description="ids with no stored events")
+    unknown: list[str] = Field(default_factory=list, description=(
+        "ids that were not scored: no stored events, or none before the cutoff"))
 
 
 class Driver(BaseModel):

@@ -79,6 +79,8 @@ def score(body: ScoreRequest, services: ServicesDep, session: SessionDep) -> Sco
         scores = [CustomerScore(customer_id=r.customer_id, probability=float(r.probability),
                                 band=r.band, cutoff=r.cutoff.date().isoformat())
                   for r in frame.itertuples()]
+        scored = {s.customer_id for s in scores}
+        unknown += [c for c in ids if c not in scored]
     return ScoreResponse(model_version=services.model_version, scores=scores, unknown=unknown)
 
 

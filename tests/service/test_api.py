@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from service import db
 from service.api.app import create_app
 from service.settings import Settings
+from tests.conftest import service_database_url
 
 pytestmark = pytest.mark.slow
 
@@ -45,6 +46,7 @@ def hook():
 def api(tmp_path_factory, trained_model, synthetic, hook):
     home = tmp_path_factory.mktemp("home")
     settings = Settings(home=home, model_dir=trained_model, llm_backend="none",
+                        database_url=service_database_url(),
                         webhook_url=hook, webhook_secret="s3cret", risk_threshold=0.05,
                         max_body_bytes=200_000)
     engine = db.engine_for(settings.db_url)
@@ -105,6 +107,11 @@ def test_inline_events_and_bad_input(api):
                "rating": 1, "text": "Broken on arrival."}]
     res = client.post("/v1/score", json={"events": events}, headers=auth(keys["crm"]))
     assert res.status_code == 200 and res.json()["scores"][0]["customer_id"] == "new1"
+    # Found by the schema fuzzer: a history that starts on or after the cutoff has no score.
+    res = client.post("/v1/score", json={"events": events, "cutoff": "2024-01-05T00:00:00Z"},
+                      headers=auth(keys["crm"]))
+    assert res.status_code == 200 and res.json()["scores"] == []
+    assert res.json()["unknown"] == ["new1"]
     bad = [dict(events[0], rating=9)]
     res = client.post("/v1/score", json={"events": bad}, headers=auth(keys["crm"]))
     assert res.status_code == 422 and "rating" in res.json()["detail"]

@@ -15,6 +15,7 @@ from schemathesis.checks import not_a_server_error
 from service import db
 from service.api.app import create_app
 from service.settings import Settings
+from tests.conftest import service_database_url
 
 pytestmark = pytest.mark.slow
 
@@ -23,6 +24,7 @@ pytestmark = pytest.mark.slow
 def fuzzed_app(tmp_path_factory, trained_model, synthetic):
     home = tmp_path_factory.mktemp("fuzz")
     config = Settings(home=home, model_dir=trained_model, llm_backend="none",
+                      database_url=service_database_url(),
                       max_body_bytes=200_000)
     engine = db.engine_for(config.db_url)
     events = synthetic[0]
