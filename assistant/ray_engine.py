@@ -27,6 +27,7 @@ from assistant.stream import (
     Progress,
     ScoreSummary,
     StreamConfig,
+    count_reused,
     load_for_scoring,
     load_previous,
     partition_events,
@@ -100,8 +101,7 @@ def score_file_ray(model_dir: Path, events: Path, out: Path,
         _swap_in(tmp, out)
         result = pd.read_parquet(out, columns=["customer_id", "fingerprint"])
         prev = load_previous(previous, resolve_version_dir(model_dir).name)
-        reused = sum(1 for c, f in zip(result["customer_id"], result["fingerprint"])
-                     if prev and prev.get(str(c), ("",))[0] == f)
+        reused = count_reused(result, prev)
     finally:
         if started_here:
             ray.shutdown()

@@ -211,6 +211,14 @@ def load_previous(path: Path | None, version: str) -> dict[str, tuple[str, float
             zip(old["customer_id"], old["fingerprint"], old["probability"])}
 
 
+def count_reused(frame: pd.DataFrame, previous: dict[str, tuple[str, float]] | None) -> int:
+    """Rows whose fingerprint equals the previous output's: their score was not recomputed."""
+    if not previous:
+        return 0
+    return sum(1 for c, f in zip(frame["customer_id"], frame["fingerprint"])
+               if previous.get(str(c), ("",))[0] == f)
+
+
 def load_for_scoring(model_dir: Path, config: StreamConfig, device: str = "auto") -> TrainedModel:
     """The model with the bulk-scoring speed options applied."""
     model = TrainedModel.load(model_dir, device=device)
@@ -299,9 +307,7 @@ def score_file(model_dir: Path, events: Path, out: Path, cutoff: str | pd.Timest
 
         def tick(frame: pd.DataFrame) -> None:
             done["parts"] += 1
-            if prev:
-                done["reused"] += sum(1 for c, f in zip(frame["customer_id"], frame["fingerprint"])
-                                      if prev.get(str(c), ("",))[0] == f)
+            done["reused"] += count_reused(frame, prev)
             if progress:
                 progress(done["parts"], len(parted.parts), "scoring")
 
