@@ -94,6 +94,13 @@ class LightGBMBaseline:
     model: object | None = None
     params: dict = field(default_factory=dict)
 
+    def _classifier(self, **params):
+        import lightgbm as lgb
+
+        return lgb.LGBMClassifier(subsample=0.8, subsample_freq=1, colsample_bytree=0.8,
+                                  reg_lambda=1.0, random_state=self.seed, n_jobs=self.n_jobs,
+                                  verbose=-1, deterministic=True, force_row_wise=True, **params)
+
     def fit(self, X: pd.DataFrame, y: np.ndarray, X_val: pd.DataFrame | None = None,
             y_val: np.ndarray | None = None) -> LightGBMBaseline:
         import warnings
@@ -107,10 +114,7 @@ class LightGBMBaseline:
         best = (-1.0, None, {})
         for values in product(*(self.grid[k] for k in keys)):
             params = dict(zip(keys, values))
-            model = lgb.LGBMClassifier(
-                n_estimators=2000, subsample=0.8, subsample_freq=1, colsample_bytree=0.8,
-                reg_lambda=1.0, random_state=self.seed, n_jobs=self.n_jobs, verbose=-1,
-                deterministic=True, force_row_wise=True, **params)
+            model = self._classifier(n_estimators=2000, **params)
             if X_val is not None:
                 model.fit(X[cols], y, eval_set=[(X_val[cols], y_val)], eval_metric="auc",
                           callbacks=[lgb.early_stopping(100, verbose=False)])
@@ -129,6 +133,23 @@ class LightGBMBaseline:
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         assert self.model is not None, "fit first"
         return self.model.predict_proba(X[list(self.columns)])[:, 1]
+
+    def cross_fit(self, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray,
+                  folds: int = 5) -> np.ndarray:
+        """Out-of-fold probabilities with the chosen parameters: a stacker fitted on the fitted
+        model's own training rows would learn to trust its overfit; folds keep a customer's
+        snapshots together so no fold has seen the customer it predicts."""
+        from sklearn.model_selection import GroupKFold
+
+        assert self.params, "fit first: cross_fit reuses the chosen parameters"
+        cols = list(self.columns)
+        keep = ("num_leaves", "min_child_samples", "learning_rate", "n_estimators")
+        oof = np.full(len(X), np.nan)
+        for train_idx, test_idx in GroupKFold(folds).split(X, y, groups):
+            model = self._classifier(**{k: self.params[k] for k in keep})
+            model.fit(X.iloc[train_idx][cols], y[train_idx])
+            oof[test_idx] = model.predict_proba(X.iloc[test_idx][cols])[:, 1]
+        return oof
 
 
 BASELINES = {"lightgbm": LightGBMBaseline, "logreg": LogRegBaseline, "recency": RecencyBaseline}

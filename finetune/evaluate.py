@@ -74,11 +74,18 @@ def fit_models(parts: dict[str, pd.DataFrame], config: EvaluateConfig,
                 enc_fit, enc_fit["label"].to_numpy(), val, y_val)
         else:
             fitted[name] = BASELINES[name]().fit(fit, y, val, y_val)
+    held_out = ~fit.index.isin(enc_fit.index)
+    if held_out.any():
+        note("calibrating on validation and held-out fit rows")
+        for name in ("encoder", "fused"):
+            if name in fitted:
+                fitted[name].calibrate([fit[held_out], val], [y[held_out], y_val])
     if "hybrid" in wanted:
         note("fitting hybrid")
         trees = fitted["lightgbm"]
         assert isinstance(trees, LightGBMBaseline)
-        fitted["hybrid"] = HybridKind(fitted["encoder"], trees).fit(fit, y, val, y_val)
+        fitted["hybrid"] = HybridKind(fitted["encoder"], trees).fit(fit, y, val, y_val,
+                                                                    held_out=held_out)
     return fitted
 
 

@@ -33,6 +33,12 @@ def test_train_publish_evaluate_and_roll_back(tmp_path):
     assert "| lightgbm |" in card and "| hybrid |" in card and "Test cutoff" in card
     metrics = json.loads((version / "metrics.json").read_text())
     assert set(metrics["models"]) == {"lightgbm", "logreg", "recency", "encoder", "hybrid"}
+    # The encoder trained on a sample: the rest of the fit rows join validation for the
+    # calibration and the stack (out-of-sample rows only, from several cutoffs).
+    stack_rows = metrics["models"]["hybrid"]["params"]["stack_rows"]
+    assert stack_rows["held_out_fit"] == metrics["n_fit"] - 160 > 0
+    assert metrics["models"]["encoder"]["params"]["calibration_rows"] == (
+        stack_rows["held_out_fit"] + metrics["n_val"])
     assert not (root / ".work").exists() or not any((root / ".work").iterdir())
 
     res = runner.invoke(app, ["evaluate", "--events", events, "--model", str(root), "--json"])
