@@ -28,7 +28,7 @@ CHOICES: dict[str, list[str]] = {
     "fewer_snapshots": ["--max-tokens", "128", "--epochs", "1", "--encoder-max-examples", "1000"],
     "shorter_budget": ["--max-tokens", "64", "--epochs", "1", "--encoder-max-examples", "3000"],
     "more_snapshots": ["--max-tokens", "128", "--epochs", "1", "--encoder-max-examples", "6000"],
-    "default_budget": ["--max-tokens", "256", "--epochs", "1", "--encoder-max-examples", "3000"],
+    "cli_defaults": ["--max-tokens", "256", "--epochs", "1", "--encoder-max-examples", "3000"],
 }
 
 

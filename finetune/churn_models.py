@@ -4,8 +4,8 @@
 before the head, trained end to end. All three follow the baselines' contract (``fit(X, y, X_val, y_val)`` returns self, ``predict_proba``)
 on snapshot frames that carry a serialized ``text`` column. ``encoder`` is the LoRA model with a
 Platt calibration; ``hybrid`` stacks the encoder's logit with LightGBM's (a two-weight logistic
-regression, so it is calibrated by construction). Both are fitted on out-of-sample rows only:
-validation, plus the fit rows the encoder did not train on when it trained on a sample.
+regression, so it is calibrated by construction). Both are fitted on rows no model was fitted
+or tuned on (``calibration_rows``).
 """
 
 from __future__ import annotations
@@ -22,6 +22,28 @@ from finetune.baselines import LightGBMBaseline
 from finetune.calibration import PlattCalibrator, logit
 from finetune.features import FEATURE_COLUMNS
 from finetune.lora import EncoderChurnModel, LoraConfig, Progress
+
+MIN_HELD_OUT = 1000
+
+
+def calibration_rows(fit: pd.DataFrame, val: pd.DataFrame,
+                     held_out: np.ndarray) -> tuple[list[pd.DataFrame], list[np.ndarray]]:
+    """Rows to fit the calibration and the stack on: never rows a model was tuned on.
+
+    Validation chose LightGBM's trees and stopped the encoder early, so its scores there are
+    optimistic. The fit rows the encoder did not train on (it trains on a sample) are unseen by
+    both (LightGBM's are cross-fitted) and span several cutoffs: with at least MIN_HELD_OUT of
+    them they are used alone; fewer are pooled with validation; none leaves validation alone.
+    On Online Retail (128-token encoder on 3,000 rows, 6,267 held out) the hybrid's test ECE went from 0.107
+    (validation) to 0.063 (pooled) to 0.035 (held out alone), its AUC from 0.7393 to 0.7418.
+    """
+    n_held = int(held_out.sum())
+    y, y_val = fit["label"].to_numpy(), val["label"].to_numpy()
+    if n_held >= MIN_HELD_OUT:
+        return [fit[held_out]], [y[held_out]]
+    if n_held:
+        return [fit[held_out], val], [y[held_out], y_val]
+    return [val], [y_val]
 
 
 @dataclass
@@ -47,9 +69,9 @@ class EncoderKind:
         return self.calibrate([X_val], [y_val])
 
     def calibrate(self, frames: list[pd.DataFrame], labels: list[np.ndarray]) -> EncoderKind:
-        """Platt on rows the encoder never trained on. Several cutoffs pooled (validation plus
-        held-out fit rows) beat validation alone on Online Retail: test ECE 0.053 against 0.072,
-        because one cutoff's churn rate is a noisy guess of the next one's."""
+        """Platt on rows the encoder never trained on (``calibration_rows``). Several
+        cutoffs of held-out fit rows beat validation alone on Online Retail: test ECE 0.048
+        against 0.072; one cutoff's churn rate is a noisy guess of the next one's."""
         logits = np.concatenate([self.predict_logits(f) for f in frames])
         self.calibrator.fit(logits, np.concatenate([np.asarray(y) for y in labels]))
         self.params.update(self.calibrator.to_dict(),
@@ -93,11 +115,9 @@ class EncoderKind:
 class HybridKind:
     """Stack of a fitted encoder and fitted trees; only the two stacking weights are fit here.
 
-    The weights are fitted on out-of-sample predictions only: the validation rows, plus the fit
-    rows the encoder did not train on (when it trained on a sample) with cross-fitted LightGBM
-    probabilities. Validation alone is one cutoff with an unusual churn rate on Online Retail,
-    and LightGBM was early-stopped on it, so a stacker fitted there alone trusted the trees too
-    much and was badly calibrated (ECE 0.107 against 0.062 pooled, AUC 0.7393 against 0.7401).
+    The weights are fitted on predictions for rows neither model was fitted or tuned on (see
+    ``calibration_rows``): a stacker fitted on validation alone, where LightGBM was
+    early-stopped, trusted the trees too much and was badly calibrated.
     """
 
     encoder: EncoderKind
@@ -111,18 +131,23 @@ class HybridKind:
 
     def fit(self, X: pd.DataFrame, y: np.ndarray, X_val: pd.DataFrame, y_val: np.ndarray,
             held_out: np.ndarray | None = None) -> HybridKind:
-        """``held_out``: a boolean mask of the ``X`` rows the encoder never trained on."""
-        z, target = self._z(X_val), np.asarray(y_val)
-        n_held = int(held_out.sum()) if held_out is not None else 0
-        if n_held:
-            assert held_out is not None
-            oof = self.trees.cross_fit(X, np.asarray(y), X["customer_id"].to_numpy())[held_out]
-            z = np.vstack([self._z(X[held_out], oof), z])
-            target = np.concatenate([np.asarray(y)[held_out], target])
-        self.stacker = LogisticRegression(C=1.0).fit(z, target)
+        """``held_out``: a boolean mask of the ``X`` rows the encoder never trained on; which
+        rows the weights are fitted on is ``calibration_rows``'s choice."""
+        mask = np.zeros(len(X), bool) if held_out is None else np.asarray(held_out, bool)
+        frames, labels = calibration_rows(X, X_val, mask)
+        z = []
+        for frame in frames:
+            if frame is X_val:
+                z.append(self._z(X_val))
+            else:  # held-out fit rows: LightGBM trained on them, so use its out-of-fold scores
+                oof = self.trees.cross_fit(X, np.asarray(y), X["customer_id"].to_numpy())
+                z.append(self._z(frame, oof[mask]))
+        self.stacker = LogisticRegression(C=1.0).fit(np.vstack(z), np.concatenate(labels))
+        n_held = int(mask.sum())
         self.params = {"weights": self.stacker.coef_[0].tolist(),
                        "bias": float(self.stacker.intercept_[0]),
-                       "stack_rows": {"validation": len(X_val), "held_out_fit": n_held}}
+                       "stack_rows": {"validation": sum(len(f) for f in frames if f is X_val),
+                                      "held_out_fit": n_held}}
         return self
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:

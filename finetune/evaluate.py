@@ -54,7 +54,7 @@ def add_texts(events: pd.DataFrame, snaps: pd.DataFrame, lora: LoraConfig,
 def fit_models(parts: dict[str, pd.DataFrame], config: EvaluateConfig,
                note: Callable[[str], None]) -> dict[str, Any]:
     """Fit the requested kinds; ``hybrid`` reuses the fitted encoder and LightGBM."""
-    from finetune.churn_models import EncoderKind, HybridKind
+    from finetune.churn_models import EncoderKind, HybridKind, calibration_rows
 
     fit, val = parts["fit"], parts["val"]
     y, y_val = fit["label"].to_numpy(), val["label"].to_numpy()
@@ -75,11 +75,12 @@ def fit_models(parts: dict[str, pd.DataFrame], config: EvaluateConfig,
         else:
             fitted[name] = BASELINES[name]().fit(fit, y, val, y_val)
     held_out = ~fit.index.isin(enc_fit.index)
-    if held_out.any():
-        note("calibrating on validation and held-out fit rows")
+    frames, labels = calibration_rows(fit, val, held_out)
+    if len(frames) > 1 or frames[0] is not val:
+        note(f"calibrating on {sum(len(f) for f in frames)} held-out rows")
         for name in ("encoder", "fused"):
             if name in fitted:
-                fitted[name].calibrate([fit[held_out], val], [y[held_out], y_val])
+                fitted[name].calibrate(frames, labels)
     if "hybrid" in wanted:
         note("fitting hybrid")
         trees = fitted["lightgbm"]

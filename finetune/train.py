@@ -46,12 +46,12 @@ days before the cutoff, at least {{ d.min_prior }} before it) churns: {{ d.kind 
 ## Model
 - Encoder `{{ lora.encoder }}` with LoRA (r={{ lora.lora_r }}, alpha={{ lora.lora_alpha }},
   dropout={{ lora.lora_dropout }}, modules {{ lora.target_modules|join(', ') }}), mean pooling,
-  linear head; Platt calibration fitted on validation and the fit rows the encoder did not train
-  on ({{ r.models.encoder.params.calibration_rows }} rows).
+  linear head; Platt calibration fitted on {{ r.models.encoder.params.calibration_rows }} rows
+  no model was fitted or tuned on (held-out fit rows, else validation).
 - Serialization v{{ serialization }}: {{ lora.max_tokens }}-token budget, oldest events dropped
   first; review/ticket text {{ 'included' if include_text else 'blanked' }}.
-- Hybrid: logistic stack of the encoder logit and LightGBM's, fitted on out-of-sample rows
-  only ({{ r.models.hybrid.params.stack_rows.validation }} validation,
+- Hybrid: logistic stack of the encoder logit and LightGBM's, fitted on the same kind of rows
+  ({{ r.models.hybrid.params.stack_rows.validation }} validation rows and
   {{ r.models.hybrid.params.stack_rows.held_out_fit }} held-out fit rows with cross-fitted
   LightGBM scores).
 

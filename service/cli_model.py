@@ -43,7 +43,9 @@ LoraR = Annotated[int, typer.Option(min=1, help="LoRA rank")]
 LoraAlpha = Annotated[int, typer.Option(min=1, help="LoRA alpha")]
 LoraDropout = Annotated[float, typer.Option(min=0.0, max=0.9, help="LoRA dropout")]
 Targets = Annotated[str, typer.Option(help="LoRA target modules, comma-separated")]
-MaxExamples = Annotated[int | None, typer.Option(help="train the encoder on at most N snapshots")]
+MaxExamples = Annotated[int, typer.Option(
+    min=0, help="train the encoder on at most N snapshots (the others then join validation for "
+    "calibration and the stack); 0: all of them")]
 Seed = Annotated[int, typer.Option(help="random seed; same seed, same model")]
 Maps = Annotated[list[str] | None, typer.Option("--map", help="canonical=source column")]
 MappingFile = Annotated[Path | None, typer.Option(help="JSON column mapping file")]
@@ -117,9 +119,9 @@ def evaluate_cmd(
     kind: Kind = "inactivity", lookback: Lookback = 365, step: Step = 30,
     activity: Activity = "order", min_prior: MinPrior = 1, max_train_cutoffs: MaxCutoffs = None,
     encoder: Encoder = "minilm", max_tokens: MaxTokens = 256, no_text: NoText = False,
-    epochs: Epochs = 2, max_steps: MaxSteps = None, batch_size: BatchSize = 16, lr: Lr = 1e-3,
+    epochs: Epochs = 1, max_steps: MaxSteps = None, batch_size: BatchSize = 16, lr: Lr = 1e-3,
     lora_r: LoraR = 8, lora_alpha: LoraAlpha = 16, lora_dropout: LoraDropout = 0.1,
-    target_modules: Targets = "query,key,value,dense", encoder_max_examples: MaxExamples = None,
+    target_modules: Targets = "query,key,value,dense", encoder_max_examples: MaxExamples = 3000,
     seed: Seed = 0,
     model: Annotated[Path | None, typer.Option(help="evaluate this trained model instead")] = None,
     map_: Maps = None, mapping: MappingFile = None, sql_url: SqlUrl = None, query: Query = None,
@@ -155,10 +157,10 @@ def train_cmd(
     events: Events = None, horizon: Horizon = 90, kind: Kind = "inactivity",
     lookback: Lookback = 365, step: Step = 30, activity: Activity = "order",
     min_prior: MinPrior = 1, max_train_cutoffs: MaxCutoffs = None, encoder: Encoder = "minilm",
-    max_tokens: MaxTokens = 256, no_text: NoText = False, epochs: Epochs = 2,
+    max_tokens: MaxTokens = 256, no_text: NoText = False, epochs: Epochs = 1,
     max_steps: MaxSteps = None, batch_size: BatchSize = 16, lr: Lr = 1e-3, lora_r: LoraR = 8,
     lora_alpha: LoraAlpha = 16, lora_dropout: LoraDropout = 0.1, target_modules: Targets = "query,key,value,dense",
-    encoder_max_examples: MaxExamples = None, seed: Seed = 0, map_: Maps = None,
+    encoder_max_examples: MaxExamples = 3000, seed: Seed = 0, map_: Maps = None,
     mapping: MappingFile = None, sql_url: SqlUrl = None, query: Query = None,
     drop_invalid: DropInvalid = False,
 ) -> None:

@@ -7,6 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from finetune.churn_models import MIN_HELD_OUT
 from service.cli import app
 
 pytestmark = pytest.mark.slow
@@ -37,8 +38,10 @@ def test_train_publish_evaluate_and_roll_back(tmp_path):
     # calibration and the stack (out-of-sample rows only, from several cutoffs).
     stack_rows = metrics["models"]["hybrid"]["params"]["stack_rows"]
     assert stack_rows["held_out_fit"] == metrics["n_fit"] - 160 > 0
+    pooled = stack_rows["held_out_fit"] < MIN_HELD_OUT  # tiny data: held-out rows + validation
+    assert stack_rows["validation"] == (metrics["n_val"] if pooled else 0)
     assert metrics["models"]["encoder"]["params"]["calibration_rows"] == (
-        stack_rows["held_out_fit"] + metrics["n_val"])
+        stack_rows["held_out_fit"] + stack_rows["validation"])
     assert not (root / ".work").exists() or not any((root / ".work").iterdir())
 
     res = runner.invoke(app, ["evaluate", "--events", events, "--model", str(root), "--json"])
