@@ -75,8 +75,8 @@ def fit_models(parts: dict[str, pd.DataFrame], config: EvaluateConfig,
         else:
             fitted[name] = BASELINES[name]().fit(fit, y, val, y_val)
     held_out = ~fit.index.isin(enc_fit.index)
-    frames, labels = calibration_rows(fit, val, held_out)
-    if len(frames) > 1 or frames[0] is not val:
+    if held_out.any():  # otherwise the encoders keep the validation calibration of their fit
+        frames, labels = calibration_rows(fit, val, held_out)
         note(f"calibrating on {sum(len(f) for f in frames)} held-out rows")
         for name in ("encoder", "fused"):
             if name in fitted:
