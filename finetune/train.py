@@ -62,11 +62,16 @@ Test cutoff {{ r.test_cutoff }} (data end - horizon); training cutoffs
 {{ '%.1f'|format(100 * r.test_churn_rate) }}%.
 
 ## Test metrics
-| model | ROC-AUC | PR-AUC | Brier | ECE | lift@10% | recall@10% | F1 |
+| model | ROC-AUC (95% CI) | PR-AUC | Brier | ECE | lift@10% | recall@10% | F1 |
 |---|---|---|---|---|---|---|---|
 {% for name, m in r.models.items() -%}
-| {{ name }} | {{ '%.3f'|format(m.auc) }} | {{ '%.3f'|format(m.pr_auc) }} | {{ '%.3f'|format(m.brier) }} | {{ '%.3f'|format(m.ece) }} | {{ '%.2f'|format(m.lift10) }} | {{ '%.3f'|format(m.recall10) }} | {{ '%.3f'|format(m.f1) }} |
+| {{ name }} | {{ '%.3f'|format(m.auc) }} ({{ '%.3f'|format(m.auc_ci[0]) }}-{{ '%.3f'|format(m.auc_ci[1]) }}) | {{ '%.3f'|format(m.pr_auc) }} | {{ '%.3f'|format(m.brier) }} | {{ '%.3f'|format(m.ece) }} | {{ '%.2f'|format(m.lift10) }} | {{ '%.3f'|format(m.recall10) }} | {{ '%.3f'|format(m.f1) }} |
 {% endfor %}
+{% if r.models.hybrid.auc_diff is defined -%}
+Hybrid minus LightGBM ROC-AUC: {{ '%+.4f'|format(r.models.hybrid.auc_diff) }} (95% CI
+{{ '%+.4f'|format(r.models.hybrid.auc_diff_ci[0]) }} to {{ '%+.4f'|format(r.models.hybrid.auc_diff_ci[1]) }},
+paired bootstrap over test customers; better in {{ '%.0f'|format(100 * r.models.hybrid.p_better) }}% of resamples).
+{% endif %}
 Training took {{ '%.0f'|format(seconds) }} s on {{ machine }}.
 {% for note in r.notes %}
 Note: {{ note }}.
@@ -97,7 +102,7 @@ def train(events: pd.DataFrame, config: EvaluateConfig, root: Path, dataset: str
     result = result_header(dataset, config, parts, plan)
     result["encoder"] = config.lora.to_dict()
     models = fit_models(parts, config, note)
-    result["models"] = score_models(models, config.models, parts["val"], parts["test"])
+    result["models"], _ = score_models(models, config.models, parts["val"], parts["test"])
     seconds = time.time() - started
 
     stage = staging_dir(root)

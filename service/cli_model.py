@@ -12,9 +12,9 @@ import typer
 from rich.table import Table
 
 from finetune.artifacts import ModelNotFound, TrainedModel, current, rollback, set_current, versions
-from finetune.evaluate import MODEL_KINDS, EvaluateConfig, evaluate
+from finetune.evaluate import MODEL_KINDS, EvaluateConfig, add_intervals, evaluate_with_predictions
 from finetune.labels import ChurnDefinition, churn_labels, plan_backtest
-from finetune.loaders import write_text_atomic
+from finetune.loaders import write_events, write_text_atomic
 from finetune.lora import LoraConfig
 from finetune.metrics import evaluate_predictions
 from finetune.train import train
@@ -82,11 +82,19 @@ def print_table(result: dict[str, Any]) -> None:
     for name, metrics in result["models"].items():
         table.add_row(name, *(f"{metrics[c]:.3f}" for c in cols))
     out.print(table)
+    for name, m in result["models"].items():  # below the table: it stays narrow enough to read
+        if "auc_ci" in m:
+            gap = (f"; {m['auc_diff']:+.3f} vs {m['reference']} ({m['auc_diff_ci'][0]:+.3f} to "
+                   f"{m['auc_diff_ci'][1]:+.3f})" if "auc_diff" in m else "")
+            out.print(f"{name}: auc 95% CI {m['auc_ci'][0]:.3f}-{m['auc_ci'][1]:.3f}{gap}")
     for note in result.get("notes", []):
         out.print(f"[dim]note: {note}[/]")
 
 
-def _emit(result: dict[str, Any], as_json: bool, out_file: Path | None) -> None:
+def _emit(result: dict[str, Any], as_json: bool, out_file: Path | None,
+          preds: pd.DataFrame | None = None, preds_file: Path | None = None) -> None:
+    if preds_file is not None and preds is not None:
+        write_events(preds, preds_file)
     if out_file:
         write_text_atomic(json.dumps(result, indent=2), out_file)
     if as_json:
@@ -95,7 +103,8 @@ def _emit(result: dict[str, Any], as_json: bool, out_file: Path | None) -> None:
         print_table(result)
 
 
-def _evaluate_saved(model_dir: Path, frame, name: str, kinds: tuple[str, ...]) -> dict[str, Any]:
+def _evaluate_saved(model_dir: Path, frame, name: str,
+                    kinds: tuple[str, ...]) -> tuple[dict[str, Any], pd.DataFrame]:
     """Score a trained model on the test cutoff of these events (data end - its horizon)."""
     model = TrainedModel.load(model_dir)
     plan = plan_backtest(frame, model.definition, step=model.config["step"])
@@ -106,10 +115,14 @@ def _evaluate_saved(model_dir: Path, frame, name: str, kinds: tuple[str, ...]) -
                               "test_cutoff": str(plan.test_cutoff.date()), "n_train": 0,
                               "n_test": len(feats), "test_churn_rate": float(y.mean()),
                               "model_dir": str(model.directory), "models": {}}
+    preds = pd.DataFrame({"customer_id": feats["customer_id"].to_numpy(),
+                          "cutoff": plan.test_cutoff, "label": y})
     for kind in kinds:
         threshold = model.config["thresholds"].get(kind, 0.5)
-        result["models"][kind] = evaluate_predictions(y, model.predict(feats, kind), threshold)
-    return result
+        preds[kind] = model.predict(feats, kind)
+        result["models"][kind] = evaluate_predictions(y, preds[kind].to_numpy(), threshold)
+    add_intervals(result["models"], preds)
+    return result, preds
 
 
 def evaluate_cmd(
@@ -128,18 +141,25 @@ def evaluate_cmd(
     drop_invalid: DropInvalid = False,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
     out_file: Annotated[Path | None, typer.Option("--out", help="also write the JSON here")] = None,
+    predictions: Annotated[Path | None, typer.Option(
+        help="also write each test customer's label and probabilities (.parquet or .csv), "
+        "e.g. to compare two runs with bench/paired_compare.py")] = None,
 ) -> None:
     """Backtest models on the honest point-in-time protocol and report test metrics."""
     names = tuple(m.strip() for m in models.split(",") if m.strip())
     unknown = [m for m in names if m not in MODEL_KINDS]
     if unknown:
         raise ValueError(f"unknown model {unknown[0]!r}; choose from {', '.join(MODEL_KINDS)}")
+    if predictions is not None and not predictions.name.lower().endswith(
+            (".parquet", ".pq", ".csv", ".csv.gz")):
+        raise ValueError(f"--predictions {predictions}: expected a path ending in .parquet or "
+                         ".csv (checked now, before any training)")
     frame, name = load_cli_events(events, sql_url, query, map_, mapping, drop_invalid)
     if model is not None:
         kinds = tuple(n for n in names if n in ("encoder", "hybrid")) or ("encoder", "hybrid")
         with progress_bar(None, "scoring the trained model"):
-            result = _evaluate_saved(model, frame, name, kinds)
-        return _emit(result, as_json, out_file)
+            result, preds = _evaluate_saved(model, frame, name, kinds)
+        return _emit(result, as_json, out_file, preds, predictions)
     config = EvaluateConfig(
         definition=_definition(kind, horizon, lookback, activity, min_prior), step=step,
         models=names, max_train_cutoffs=max_train_cutoffs, include_text=not no_text,
@@ -148,8 +168,8 @@ def evaluate_cmd(
                    lora_dropout, target_modules, seed))
     with progress_bar(None, "evaluating") as tracker:
         config.step_progress = tracker.steps
-        result = evaluate(frame, config, dataset=name, progress=tracker)
-    _emit(result, as_json, out_file)
+        result, preds = evaluate_with_predictions(frame, config, dataset=name, progress=tracker)
+    _emit(result, as_json, out_file, preds, predictions)
 
 
 def train_cmd(

@@ -56,3 +56,47 @@ def test_best_threshold_maximises_f1(scores):
     t = best_f1_threshold(y, p)
     best = max(f1_score(y, p >= c) for c in np.unique(p))
     assert f1_score(y, p >= t) == pytest.approx(best)
+
+
+def test_rank_auc_matches_sklearn_with_ties():
+    from finetune.metrics import _rank_auc
+
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 2, 500)
+    p = np.round(rng.random(500) * 0.5 + 0.3 * y, 1)  # many ties
+    assert _rank_auc(y, p) == pytest.approx(roc_auc_score(y, p))
+
+
+def test_paired_bootstrap_intervals_and_gap(scores):
+    from finetune.metrics import paired_bootstrap
+
+    y, p = scores
+    rng = np.random.default_rng(9)
+    weak = np.clip(p + rng.normal(0, 0.4, len(p)), 0, 1)
+    out = paired_bootstrap(y, {"strong": p, "weak": weak, "same": p}, reference="weak",
+                           n_boot=300)
+    for name, probs in (("strong", p), ("weak", weak)):
+        lo, hi = out[name]["auc_ci"]
+        assert lo < roc_auc_score(y, probs) < hi
+        lo, hi = out[name]["ece_ci"]
+        assert lo <= expected_calibration_error(y, probs) <= hi
+    assert "auc_diff" not in out["weak"]  # the reference has no gap to itself
+    gap = out["strong"]
+    assert gap["auc_diff"] == pytest.approx(roc_auc_score(y, p) - roc_auc_score(y, weak))
+    assert 0 < gap["auc_diff_ci"][0] < gap["auc_diff"] < gap["auc_diff_ci"][1]
+    assert gap["p_better"] == 1.0
+    # Paired: a copy of the strong model has the same gap in every resample.
+    assert out["same"]["auc_diff_ci"] == pytest.approx(gap["auc_diff_ci"])
+    # Same seed, same intervals; a noise-only gap straddles zero.
+    assert paired_bootstrap(y, {"a": p}, n_boot=50) == paired_bootstrap(y, {"a": p}, n_boot=50)
+    twin = paired_bootstrap(y, {"a": weak, "b": np.clip(weak + rng.normal(0, 0.01, len(p)), 0, 1)},
+                            reference="a", n_boot=300)["b"]
+    assert twin["auc_diff_ci"][0] < 0 < twin["auc_diff_ci"][1]
+
+
+def test_paired_bootstrap_rejects_unknown_reference(scores):
+    from finetune.metrics import paired_bootstrap
+
+    y, p = scores
+    with pytest.raises(ValueError, match="reference model 'lgbm'"):
+        paired_bootstrap(y, {"a": p}, reference="lgbm", n_boot=10)

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
+from finetune.evaluate import compare_runs
 from service.cli import app
 
 runner = CliRunner()
@@ -16,15 +20,39 @@ def test_demo_data_then_evaluate_json(tmp_path):
                               "-o", str(tmp_path)])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "events.parquet").exists() and (tmp_path / "customers.parquet").exists()
+    preds = tmp_path / "preds.parquet"
     res = runner.invoke(app, ["evaluate", "--events", str(tmp_path / "events.parquet"),
-                              "--horizon", "60", "--models", "logreg,recency", "--json"])
+                              "--horizon", "60", "--models", "lightgbm,recency", "--json",
+                              "--predictions", str(preds)])
     assert res.exit_code == 0, res.output
     result = json.loads(res.stdout.strip().splitlines()[-1])
     for key in ("dataset", "horizon", "test_cutoff", "n_train", "n_test", "test_churn_rate"):
         assert key in result
-    assert result["horizon"] == 60 and set(result["models"]) == {"logreg", "recency"}
+    assert result["horizon"] == 60 and set(result["models"]) == {"lightgbm", "recency"}
     for metrics in result["models"].values():
-        assert set(metrics) >= {"auc", "pr_auc", "brier", "ece", "lift10", "recall10", "f1"}
+        assert set(metrics) >= {"auc", "pr_auc", "brier", "ece", "lift10", "recall10", "f1",
+                                "auc_ci", "ece_ci"}
+        assert metrics["auc_ci"][0] <= metrics["auc"] <= metrics["auc_ci"][1]
+    gap = result["models"]["recency"]
+    assert gap["reference"] == "lightgbm" and gap["auc_diff"] == pytest.approx(
+        gap["auc"] - result["models"]["lightgbm"]["auc"])
+    # The test predictions reproduce the reported metrics and compare with themselves as equal.
+    frame = pd.read_parquet(preds)
+    assert len(frame) == result["n_test"]
+    assert roc_auc_score(frame["label"], frame["lightgbm"]) == pytest.approx(
+        result["models"]["lightgbm"]["auc"])
+    same = compare_runs(frame, frame, "lightgbm", n_boot=50)
+    assert same["auc_a_minus_b"] == 0 and same["ci95"] == [0, 0]
+    vs = compare_runs(frame, frame, "lightgbm", "recency", n_boot=50)
+    assert vs["auc_a_minus_b"] == pytest.approx(gap["auc"] * -1 + result["models"]["lightgbm"]["auc"])
+    with pytest.raises(ValueError, match="different customers"):
+        compare_runs(frame, frame.iloc[1:], "lightgbm")
+
+
+def test_bad_predictions_path_fails_before_training(tmp_path):
+    res = runner.invoke(app, ["evaluate", "--events", "x.csv", "--predictions",
+                              str(tmp_path / "p.xlsx")])
+    assert res.exit_code == 2 and "p.xlsx" in res.output and ".parquet or .csv" in res.output
 
 
 def test_bad_input_is_one_clear_line(tmp_path):
@@ -55,3 +83,4 @@ def test_readable_table_with_mapping(tmp_path):
                               "--map", "ts=When"])
     assert res.exit_code == 0, res.output
     assert "recency" in res.stdout and "auc" in res.stdout and "test cutoff" in res.stdout
+    assert "recency: auc 95% CI" in res.stdout

@@ -32,6 +32,7 @@ def test_train_publish_evaluate_and_roll_back(tmp_path):
         assert (version / name).exists(), name
     card = (version / "MODEL_CARD.md").read_text()
     assert "| lightgbm |" in card and "| hybrid |" in card and "Test cutoff" in card
+    assert "ROC-AUC (95% CI)" in card and "Hybrid minus LightGBM ROC-AUC" in card
     metrics = json.loads((version / "metrics.json").read_text())
     assert set(metrics["models"]) == {"lightgbm", "logreg", "recency", "encoder", "hybrid"}
     # The encoder trained on a sample: the rest of the fit rows join validation for the
