@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import roc_auc_score
 
 from finetune.baselines import BASELINES, LightGBMBaseline
 from finetune.features import FEATURE_COLUMNS
@@ -214,8 +215,8 @@ def compare_runs(a: pd.DataFrame, b: pd.DataFrame, model: str, model_b: str | No
     boot = paired_bootstrap(y, {"a": both["a"].to_numpy(), "b": both["b"].to_numpy()},
                             reference="b", n_boot=n_boot)
     return {"n": len(both), "model_a": model, "model_b": model_b,
-            "auc_a": evaluate_predictions(y, both["a"].to_numpy())["auc"],
-            "auc_b": evaluate_predictions(y, both["b"].to_numpy())["auc"],
+            "auc_a": float(roc_auc_score(y, both["a"])),
+            "auc_b": float(roc_auc_score(y, both["b"])),
             "auc_a_minus_b": boot["a"]["auc_diff"], "ci95": boot["a"]["auc_diff_ci"],
             "p_a_better": boot["a"]["p_better"], "n_boot": n_boot}
 

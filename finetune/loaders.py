@@ -115,17 +115,26 @@ def load_customers(path: str | Path, mapping: Mapping[str, str] | None = None) -
     return validate_customers(raw, str(path))
 
 
+def output_format(out: str | Path) -> str:
+    """"parquet" or "csv" from the path; callers check it before hours of work, not after."""
+    name = Path(out).name.lower()
+    if name.endswith((".parquet", ".pq")):
+        return "parquet"
+    if name.endswith((".csv", ".csv.gz")):
+        return "csv"
+    raise DataError(str(out), "path", [], "an output path ending in .parquet or .csv")
+
+
 def write_events(events: pd.DataFrame, out: str | Path) -> Path:
     """Write atomically (temp file then rename) so a failure never leaves half a file over a good one."""
     out = Path(out)
+    kind = output_format(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
-    if out.suffix.lower() in (".parquet", ".pq"):
+    if kind == "parquet":
         events.to_parquet(tmp, index=False)
-    elif out.name.lower().endswith((".csv", ".csv.gz")):
-        events.to_csv(tmp, index=False, compression="gzip" if out.suffix == ".gz" else None)
     else:
-        raise DataError(str(out), "path", [], "an output path ending in .parquet or .csv")
+        events.to_csv(tmp, index=False, compression="gzip" if out.suffix == ".gz" else None)
     tmp.replace(out)
     return out
 

@@ -14,7 +14,7 @@ from rich.table import Table
 from finetune.artifacts import ModelNotFound, TrainedModel, current, rollback, set_current, versions
 from finetune.evaluate import MODEL_KINDS, EvaluateConfig, add_intervals, evaluate_with_predictions
 from finetune.labels import ChurnDefinition, churn_labels, plan_backtest
-from finetune.loaders import write_events, write_text_atomic
+from finetune.loaders import output_format, write_events, write_text_atomic
 from finetune.lora import LoraConfig
 from finetune.metrics import evaluate_predictions
 from finetune.train import train
@@ -150,10 +150,8 @@ def evaluate_cmd(
     unknown = [m for m in names if m not in MODEL_KINDS]
     if unknown:
         raise ValueError(f"unknown model {unknown[0]!r}; choose from {', '.join(MODEL_KINDS)}")
-    if predictions is not None and not predictions.name.lower().endswith(
-            (".parquet", ".pq", ".csv", ".csv.gz")):
-        raise ValueError(f"--predictions {predictions}: expected a path ending in .parquet or "
-                         ".csv (checked now, before any training)")
+    if predictions is not None:
+        output_format(predictions)  # a bad path fails now, not after the training
     frame, name = load_cli_events(events, sql_url, query, map_, mapping, drop_invalid)
     if model is not None:
         kinds = tuple(n for n in names if n in ("encoder", "hybrid")) or ("encoder", "hybrid")
