@@ -55,16 +55,14 @@ def add_texts(events: pd.DataFrame, snaps: pd.DataFrame, lora: LoraConfig,
 def fit_models(parts: dict[str, pd.DataFrame], config: EvaluateConfig,
                note: Callable[[str], None]) -> dict[str, Any]:
     """Fit the requested kinds; ``hybrid`` reuses the fitted encoder and LightGBM."""
-    from finetune.churn_models import EncoderKind, HybridKind, calibration_rows
+    from finetune.churn_models import EncoderKind, HybridKind, calibration_rows, encoder_split
 
     fit, val = parts["fit"], parts["val"]
     y, y_val = fit["label"].to_numpy(), val["label"].to_numpy()
     wanted = list(config.models)
     needed = set(wanted) | ({"encoder", "lightgbm"} if "hybrid" in wanted else set())
     fitted: dict[str, Any] = {}
-    enc_fit = fit
-    if config.encoder_max_examples and len(fit) > config.encoder_max_examples:
-        enc_fit = fit.sample(config.encoder_max_examples, random_state=config.lora.seed)
+    enc_fit, held_out = encoder_split(fit, config.encoder_max_examples, config.lora.seed)
     for name in [k for k in MODEL_KINDS if k in needed and k != "hybrid"]:
         note(f"fitting {name}")
         if name in ("encoder", "fused"):
@@ -75,7 +73,10 @@ def fit_models(parts: dict[str, pd.DataFrame], config: EvaluateConfig,
                 enc_fit, enc_fit["label"].to_numpy(), val, y_val)
         else:
             fitted[name] = BASELINES[name]().fit(fit, y, val, y_val)
-    held_out = ~fit.index.isin(enc_fit.index)
+    for name in ("encoder", "fused"):
+        if name in fitted:
+            fitted[name].params.update(encoder_rows=len(enc_fit),
+                                       encoder_customers=int(enc_fit["customer_id"].nunique()))
     if held_out.any():  # otherwise the encoders keep the validation calibration of their fit
         frames, labels = calibration_rows(fit, val, held_out)
         note(f"calibrating on {sum(len(f) for f in frames)} held-out rows")

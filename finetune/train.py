@@ -46,8 +46,10 @@ days before the cutoff, at least {{ d.min_prior }} before it) churns: {{ d.kind 
 ## Model
 - Encoder `{{ lora.encoder }}` with LoRA (r={{ lora.lora_r }}, alpha={{ lora.lora_alpha }},
   dropout={{ lora.lora_dropout }}, modules {{ lora.target_modules|join(', ') }}), mean pooling,
-  linear head; Platt calibration fitted on {{ r.models.encoder.params.calibration_rows }} rows
-  no model was fitted or tuned on (held-out fit rows, else validation).
+  linear head, trained on {{ r.models.encoder.params.encoder_rows }} fit snapshots of
+  {{ r.models.encoder.params.encoder_customers }} customers; Platt calibration fitted on
+  {{ r.models.encoder.params.calibration_rows }} rows no model was fitted or tuned on (every
+  snapshot of the other fit customers, else validation).
 - Serialization v{{ serialization }}: {{ lora.max_tokens }}-token budget, oldest events dropped
   first; review/ticket text {{ 'included' if include_text else 'blanked' }}.
 - Hybrid: logistic stack of the encoder logit and LightGBM's, fitted on the same kind of rows

@@ -44,8 +44,8 @@ LoraAlpha = Annotated[int, typer.Option(min=1, help="LoRA alpha")]
 LoraDropout = Annotated[float, typer.Option(min=0.0, max=0.9, help="LoRA dropout")]
 Targets = Annotated[str, typer.Option(help="LoRA target modules, comma-separated")]
 MaxExamples = Annotated[int, typer.Option(
-    min=0, help="train the encoder on at most N snapshots (the others then calibrate it and fit "
-    "the stack); 0: all of them")]
+    min=0, help="train the encoder on at most N snapshots, drawn from at least half of the "
+    "customers; the other customers' snapshots calibrate it and fit the stack; 0: all of them")]
 Seed = Annotated[int, typer.Option(help="random seed; same seed, same model")]
 Maps = Annotated[list[str] | None, typer.Option("--map", help="canonical=source column")]
 MappingFile = Annotated[Path | None, typer.Option(help="JSON column mapping file")]

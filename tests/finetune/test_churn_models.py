@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from finetune.churn_models import MIN_HELD_OUT, calibration_rows
+from finetune.churn_models import MIN_HELD_OUT, calibration_rows, encoder_split
 
 
 def frames(n_fit: int, n_val: int = 50) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -37,3 +37,43 @@ def test_encoder_on_every_fit_row_leaves_validation():
     fit, val = frames(300)
     rows, _ = calibration_rows(fit, val, np.zeros(300, bool))
     assert len(rows) == 1 and rows[0] is val
+
+
+def snapshots(n_customers: int = 400, seed: int = 0) -> pd.DataFrame:
+    """Customers with one to five snapshots, like the fit cutoffs of a backtest."""
+    rng = np.random.default_rng(seed)
+    per = rng.integers(1, 6, n_customers)
+    ids = np.repeat([f"c{i}" for i in range(n_customers)], per)
+    return pd.DataFrame({"customer_id": ids, "label": rng.integers(0, 2, len(ids))})
+
+
+def test_encoder_split_holds_out_whole_customers():
+    fit = snapshots()
+    enc, held = encoder_split(fit, 300, seed=0)
+    assert len(enc) == 300
+    # Leakage check: no calibration row belongs to a customer the encoder trained on.
+    assert not set(fit[held]["customer_id"]) & set(enc["customer_id"])
+    # At least half the snapshots stay with the encoder's customers; the rest calibrate.
+    assert 0 < held.sum() <= len(fit) / 2
+    assert set(fit[~held]["customer_id"]) >= set(enc["customer_id"])
+
+
+def test_encoder_split_large_budget_takes_whole_customers():
+    fit = snapshots()
+    budget = int(len(fit) * 0.8)
+    enc, held = encoder_split(fit, budget, seed=0)
+    assert budget <= (~held).sum() < budget + 5  # up to the last customer's other rows
+    assert len(enc) == budget
+    assert not set(fit[held]["customer_id"]) & set(enc["customer_id"])
+
+
+def test_encoder_split_is_seeded_and_without_budget_holds_nothing_out():
+    fit = snapshots()
+    a, held_a = encoder_split(fit, 300, seed=3)
+    b, held_b = encoder_split(fit, 300, seed=3)
+    c, _ = encoder_split(fit, 300, seed=4)
+    assert a.index.equals(b.index) and (held_a == held_b).all()
+    assert not a.index.equals(c.index)
+    for budget in (None, 0, len(fit), len(fit) + 10):
+        enc, held = encoder_split(fit, budget)
+        assert len(enc) == len(fit) and not held.any()
