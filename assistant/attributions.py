@@ -26,10 +26,15 @@ class Attribution:
 
 def attribute(scorer: Scorer, scored: ScoredCustomer) -> list[Attribution]:
     """One attribution per serialized segment, in segment order."""
-    segments = scored.serialized.segments
-    probs = scorer.variants(scored, [{s.sid} for s in segments])
-    return [Attribution(s.sid, s.kind, s.text, s.days_ago, scored.probability - p)
-            for s, p in zip(segments, probs)]
+    return attribute_many(scorer, [scored])[0]
+
+
+def attribute_many(scorer: Scorer, customers: list[ScoredCustomer]) -> list[list[Attribution]]:
+    """``attribute`` for a report chunk in one batch: same numbers, far fewer model calls."""
+    requests = [(c, [{s.sid} for s in c.serialized.segments]) for c in customers]
+    return [[Attribution(s.sid, s.kind, s.text, s.days_ago, c.probability - p)
+             for s, p in zip(c.serialized.segments, probs)]
+            for c, probs in zip(customers, scorer.variants_many(requests))]
 
 
 def top(attributions: list[Attribution], n: int = 3, sign: int = 1) -> list[Attribution]:
@@ -61,19 +66,19 @@ def faithfulness(scorer: Scorer, customers: list[ScoredCustomer], k: int = 3,
                  seed: int = 0) -> Faithfulness:
     """Deletion test over customers with more than k segments."""
     rng = np.random.default_rng(seed)
-    drops_top, drops_random = [], []
-    for scored in customers:
+    tested = [c for c in customers if len(c.serialized.segments) > k]
+    if not tested:
+        raise ValueError(f"no customer has more than {k} segments to test")
+    requests = []
+    for scored, attrs in zip(tested, attribute_many(scorer, tested)):
         segments = scored.serialized.segments
-        if len(segments) <= k:
-            continue
-        attrs = attribute(scorer, scored)
         top_k = {a.sid for a in sorted(attrs, key=lambda a: -a.contribution)[:k]}
         random_k = {segments[i].sid for i in rng.choice(len(segments), size=k, replace=False)}
-        p_top, p_random = scorer.variants(scored, [top_k, random_k])
+        requests.append((scored, [top_k, random_k]))
+    drops_top, drops_random = [], []
+    for (scored, _), (p_top, p_random) in zip(requests, scorer.variants_many(requests)):
         drops_top.append(scored.probability - p_top)
         drops_random.append(scored.probability - p_random)
-    if not drops_top:
-        raise ValueError(f"no customer has more than {k} segments to test")
     top_mean, random_mean = float(np.mean(drops_top)), float(np.mean(drops_random))
     ratio = top_mean / random_mean if random_mean > 0 else float("inf")
     return Faithfulness(len(drops_top), k, top_mean, random_mean, ratio)

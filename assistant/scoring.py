@@ -85,15 +85,26 @@ class Scorer:
 
     def customer(self, events: pd.DataFrame, customer_id: str,
                  cutoff: pd.Timestamp | str | None = None) -> ScoredCustomer:
+        return self.customers(events, [customer_id], cutoff)[0]
+
+    def customers(self, events: pd.DataFrame, customer_ids: list[str],
+                  cutoff: pd.Timestamp | str | None = None) -> list[ScoredCustomer]:
+        """Several customers in one model pass (a report chunk), in the order given.
+
+        Features and serialization are per customer, so each result equals scoring that
+        customer alone (up to float rounding of a different batch)."""
         cutoff = as_cutoff(cutoff) if cutoff is not None else default_cutoff(events)
-        mine = events[(events["customer_id"] == customer_id) & (events["ts"] < cutoff)]
-        if mine.empty:
-            raise CustomerNotFound(f"customer {customer_id!r} has no events before "
-                                   f"{cutoff.date()}")
-        frame, serialized = self.model.snapshot(mine, cutoff, [customer_id])
-        p = float(self.predict(frame).iloc[0])
-        feats = frame.iloc[0][list(self.model.config["features"])]
-        return ScoredCustomer(customer_id, cutoff, p, self.bands.of(p), feats, serialized[0], mine)
+        mine = events[events["customer_id"].isin(customer_ids) & (events["ts"] < cutoff)]
+        histories = dict(tuple(mine.groupby("customer_id", observed=True, sort=False)))
+        for cid in customer_ids:
+            if cid not in histories:
+                raise CustomerNotFound(f"customer {cid!r} has no events before {cutoff.date()}")
+        frame, serialized = self.model.snapshot(mine, cutoff, list(customer_ids))
+        probs = self.predict(frame).to_numpy()
+        feats = frame[list(self.model.config["features"])]
+        return [ScoredCustomer(cid, cutoff, float(p), self.bands.of(float(p)), feats.iloc[i],
+                               serialized[i], histories[cid])
+                for i, (cid, p) in enumerate(zip(frame["customer_id"], probs))]
 
     def variants(self, scored: ScoredCustomer, drop_sets: list[set[str]]) -> list[float]:
         """Probability with each set of segments removed (one batch through the model).
@@ -102,22 +113,43 @@ class Scorer:
         a removed header fact leaves the text only, since facts are derived from the events. If
         removing events would leave no history at all, they are removed from the text only.
         """
-        cid, cutoff, hist = scored.customer_id, scored.cutoff, scored.history
-        parts, ids, fact_drops = [], [], []
-        for k, drops in enumerate(drop_sets):
-            gone = {s.removeprefix("event:") for s in drops if s.startswith("event:")}
-            kept = hist[~hist["event_id"].astype(str).isin(gone)]
-            text_only = {s for s in drops if s.startswith("fact:")}
-            if kept.empty:
-                kept, text_only = hist, set(drops)
-            vid = f"{cid}\x1f{k}"
-            parts.append(kept.assign(customer_id=vid))
-            ids.append(vid)
-            fact_drops.append(text_only)
+        return self.variants_many([(scored, drop_sets)])[0]
+
+    def variants_many(self, requests: list[tuple[ScoredCustomer, list[set[str]]]]
+                      ) -> list[list[float]]:
+        """``variants`` for several customers in one batch: a report chunk's attributions cost
+        one feature pass, one serialization pass and length-sorted model batches in all."""
+        parts, ids, fact_drops, cutoffs = [], [], [], []
+        for n, (scored, drop_sets) in enumerate(requests):
+            hist = scored.history
+            for k, drops in enumerate(drop_sets):
+                gone = {s.removeprefix("event:") for s in drops if s.startswith("event:")}
+                kept = hist[~hist["event_id"].astype(str).isin(gone)]
+                text_only = {s for s in drops if s.startswith("fact:")}
+                if kept.empty:
+                    kept, text_only = hist, set(drops)
+                vid = f"{n}\x1f{scored.customer_id}\x1f{k}"
+                parts.append(kept.assign(customer_id=vid))
+                ids.append(vid)
+                fact_drops.append(text_only)
+                cutoffs.append(scored.cutoff)
+        if not ids:
+            return [[] for _ in requests]
         ev = pd.concat(parts, ignore_index=True)
         ev["customer_id"] = ev["customer_id"].astype("string")
-        feats = compute_features(ev, cutoff, ids, self.model.definition).reset_index()
-        feats.insert(1, "cutoff", cutoff)
+        frames = []
+        for cutoff in dict.fromkeys(cutoffs):  # one cutoff in practice; features are per cutoff
+            at = [v for v, c in zip(ids, cutoffs) if c == cutoff]
+            f = compute_features(ev, cutoff, at, self.model.definition).reset_index()
+            f.insert(1, "cutoff", cutoff)
+            frames.append(f)
+        feats = pd.concat(frames, ignore_index=True).set_index("customer_id").loc[ids]
+        feats = feats.reset_index()
         serialized = self.model.serializer.serialize_snapshots(ev, feats)
         texts = [s.without(drop) for s, drop in zip(serialized, fact_drops)]
-        return self.predict(feats.assign(text=texts)).tolist()
+        probs = self.predict(feats.assign(text=texts)).tolist()
+        out, start = [], 0
+        for _, drop_sets in requests:
+            out.append(probs[start:start + len(drop_sets)])
+            start += len(drop_sets)
+        return out

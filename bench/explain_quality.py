@@ -59,7 +59,7 @@ def main() -> None:
                  "eligible": len(scores)}
 
     started = time.time()
-    sample = [scorer.customer(events, cid, cutoff) for cid in ids[:args.customers]]
+    sample = scorer.customers(events, [str(c) for c in ids[:args.customers]], cutoff)
     out["faithfulness"] = {**faithfulness(scorer, sample, k=3, seed=args.seed).to_dict(),
                            "seconds": round(time.time() - started, 1)}
 

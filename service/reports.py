@@ -22,7 +22,7 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from assistant import wording
-from assistant.attributions import attribute
+from assistant.attributions import attribute_many
 from assistant.explain import Assistant
 from assistant.scoring import default_cutoff
 from finetune.labels import as_cutoff, churn_labels, data_bounds, eligible_customers
@@ -59,13 +59,15 @@ def _atomic_frame(frame: pd.DataFrame, path: Path, kind: str) -> None:
 
 def score_chunk(helper: Assistant, events: pd.DataFrame, ids: list[str],
                 cutoff: pd.Timestamp, checkpoint: Callable[[], None] | None = None) -> pd.DataFrame:
+    """One batch for the chunk's scores and one for all their attributions (occlusion)."""
     rows = []
-    mine = events[events["customer_id"].isin(ids)]
-    for cid in ids:
-        if checkpoint is not None:
-            checkpoint()  # an unfinished chunk is not saved: a rerun does it again
-        scored = helper.scorer.customer(mine, cid, cutoff)
-        attrs = attribute(helper.scorer, scored)
+    if checkpoint is not None:
+        checkpoint()  # an unfinished chunk is not saved: a rerun does it again
+    all_scored = helper.scorer.customers(events, ids, cutoff)
+    if checkpoint is not None:
+        checkpoint()
+    for scored, attrs in zip(all_scored, attribute_many(helper.scorer, all_scored)):
+        cid = scored.customer_id
         drivers = wording.drivers(attrs)
         keys = [wording.reason_key(a.sid, a.kind) for a in drivers]
         actions = helper.candidates(scored, attrs)[:2]

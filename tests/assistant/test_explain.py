@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from assistant.attributions import attribute, faithfulness
+from assistant.attributions import attribute, attribute_many, faithfulness
 from assistant.checks import URL, check_explanation
 from assistant.explain import Assistant
 from assistant.playbook import Playbook
 from assistant.schema import Explanation
-from assistant.scoring import Scorer
+from assistant.scoring import CustomerNotFound, Scorer
 from finetune.artifacts import TrainedModel
 from finetune.contract import validate_events
 from tests.assistant.fakes import ScriptedChat
@@ -92,6 +92,25 @@ def test_removing_a_driver_lowers_the_risk(scorer, events, risky):
     best = max(attrs, key=lambda a: a.contribution)
     (p_without,) = scorer.variants(scored, [{best.sid}])
     assert p_without < scored.probability
+
+
+def test_a_batch_of_customers_scores_and_attributes_as_one_by_one(scorer, events, risky):
+    """Reports score and attribute a chunk in one batch; agents see one customer at a time.
+    Both must say the same thing about a customer."""
+    ids = risky[:4] + risky[-3:]
+    batch = scorer.customers(events, ids)
+    assert [b.customer_id for b in batch] == ids
+    for b, batch_attrs in zip(batch, attribute_many(scorer, batch)):
+        one = scorer.customer(events, b.customer_id)
+        assert b.probability == pytest.approx(one.probability, abs=1e-6)
+        assert b.serialized.text == one.serialized.text and b.band == one.band
+        pd.testing.assert_series_equal(b.features, one.features, check_names=False)
+        alone = attribute(scorer, one)
+        assert [a.sid for a in batch_attrs] == [a.sid for a in alone]
+        np.testing.assert_allclose([a.contribution for a in batch_attrs],
+                                   [a.contribution for a in alone], atol=1e-6)
+    with pytest.raises(CustomerNotFound, match="nobody"):
+        scorer.customers(events, [ids[0], "nobody"])
 
 
 def _with_review(events: pd.DataFrame, cid: str, text: str) -> pd.DataFrame:
