@@ -95,7 +95,8 @@ def test_risk_and_batch_scoring(api):
     body = res.json()
     assert res.status_code == 200 and body["unknown"] == ["ZZZ"]
     by_id = {s["customer_id"]: s for s in body["scores"]}
-    assert by_id["C00002"]["probability"] == pytest.approx(risk["probability"], abs=1e-9)
+    # Same model, same snapshot; a batch of two and a single row differ by float rounding only.
+    assert by_id["C00002"]["probability"] == pytest.approx(risk["probability"], abs=1e-6)
     assert client.get("/v1/customers/NOPE/risk", headers=auth(keys["crm"])).status_code == 404
 
 
