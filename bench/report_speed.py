@@ -47,7 +47,7 @@ def main() -> None:
     events, _ = load_events(args.events)
     model = TrainedModel.load(args.model)
     helper = Assistant(Scorer(model), Playbook.load())
-    cutoff = as_cutoff(args.cutoff or _test_cutoff(model))
+    cutoff = as_cutoff(args.cutoff or model.config["test_cutoff"])
     ids = eligible_customers(events, cutoff, model.definition).astype(str).to_numpy()
     ids = sorted(np.random.default_rng(args.seed).permutation(ids)[:args.customers].tolist())
     score_chunk(helper, events, ids[:4], cutoff)  # warm-up: tokenizer, threads, lazy imports
@@ -79,11 +79,6 @@ def main() -> None:
         "same_reasons_fraction": float(np.mean(same)),
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2, 2),
     }))
-
-
-def _test_cutoff(model) -> str:
-    metrics = json.loads((model.directory / "metrics.json").read_text())
-    return metrics["test_cutoff"]
 
 
 if __name__ == "__main__":
