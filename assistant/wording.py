@@ -15,12 +15,13 @@ from importlib import resources
 import yaml
 
 from assistant.attributions import Attribution
+from assistant.checks import SENTENCE_END
 from assistant.playbook import Action, Playbook
 from assistant.schema import Draft, DraftAction, DraftReason
 from assistant.scoring import ScoredCustomer
 from finetune.serialize import money
 
-QUOTE = re.compile(r"\"(.*)\"")
+QUOTE = re.compile(r"\"(.*)\"|\"(.*)$")  # a quote cut by v2 serialization is left open
 
 
 @lru_cache(maxsize=4)
@@ -71,7 +72,8 @@ def _zh_event(a: Attribution, scored: ScoredCustomer, t: dict) -> str:
     template = t["event"].get(a.kind, t["event"]["other"])
     return template.format(when=when, amount=amount.group(1) if amount else "",
                            stars=f" {stars.group(1)}/5" if stars else "",
-                           quote=match.group(1) if match else a.text).replace("：“”", "")
+                           quote=next((g for g in match.groups() if g is not None), "")
+                           if match else a.text).replace("：“”", "")
 
 
 def drivers(attributions: list[Attribution], n: int = 3, floor: float = 0.005,
@@ -86,13 +88,16 @@ def drivers(attributions: list[Attribution], n: int = 3, floor: float = 0.005,
 
 
 def _end(text: str, stop: str) -> str:
+    """A full stop unless the text already ends a sentence by the checks' rule: a quote cut
+    short (``…"``) is not an ending, so it gets one."""
     text = text.rstrip()
-    return text if text[-1:] in ".。!！?？”\"…" else text + stop
+    return text if SENTENCE_END.search(text) else text + stop
 
 
 def reason_text(a: Attribution, scored: ScoredCustomer, lang: str) -> str:
     if lang == "en":
         text = a.text.strip()
+        text += '"' if text.count('"') % 2 else ""  # v2 left a cut quote open
         return _end(text[:1].upper() + text[1:], ".")
     t = templates(lang)
     if a.sid.startswith("fact:"):

@@ -26,7 +26,12 @@ import pandas as pd
 from finetune.churn_models import EncoderKind, HybridKind
 from finetune.features import compute_features
 from finetune.labels import ChurnDefinition, as_cutoff, eligible_customers
-from finetune.serialize import SERIALIZATION_VERSION, Serialized, Serializer
+from finetune.serialize import (
+    SERIALIZATION_VERSION,
+    SUPPORTED_VERSIONS,
+    Serialized,
+    Serializer,
+)
 
 VERSION_RE = re.compile(r"^v(\d{4})$")
 
@@ -119,16 +124,17 @@ class TrainedModel:
     def load(cls, path: Path, device: str = "auto", precision: str = "fp32") -> TrainedModel:
         directory = resolve_version_dir(path)
         config = json.loads((directory / "config.json").read_text())
-        if config["serialization_version"] != SERIALIZATION_VERSION:
-            raise ModelNotFound(f"{directory} was trained on serialization version "
-                                f"{config['serialization_version']}, this code writes "
+        version = str(config["serialization_version"])
+        if version not in SUPPORTED_VERSIONS:
+            raise ModelNotFound(f"{directory} was trained on serialization version {version}; "
+                                f"this code reads {', '.join(SUPPORTED_VERSIONS)} and writes "
                                 f"{SERIALIZATION_VERSION}: retrain it")
         d = config["definition"]
         definition = ChurnDefinition(**{**d, "activity_events": tuple(d["activity_events"])})
         encoder = EncoderKind.load(directory, device=device, precision=precision)
         hybrid = HybridKind.load(directory, encoder)
         serializer = Serializer(encoder.model.tokenizer, encoder.config.max_tokens,  # type: ignore[union-attr]
-                                include_text=config.get("include_text", True))
+                                include_text=config.get("include_text", True), version=version)
         return cls(directory, config, definition, encoder, hybrid, serializer)
 
     def snapshot(self, events: pd.DataFrame, cutoff: pd.Timestamp | str,

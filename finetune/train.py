@@ -51,7 +51,7 @@ days before the cutoff, at least {{ d.min_prior }} before it) churns: {{ d.kind 
   {{ r.models.encoder.params.calibration_rows }} rows no model was fitted or tuned on (every
   snapshot of the other fit customers, else validation).
 - Serialization v{{ serialization }}: {{ lora.max_tokens }}-token budget, oldest events dropped
-  first; review/ticket text {{ 'included' if include_text else 'blanked' }}.
+  first, events before quotes; review/ticket text {{ 'included' if include_text else 'blanked' }}.
 - Hybrid: logistic stack of the encoder logit and LightGBM's, fitted on the same kind of rows
   ({{ r.models.hybrid.params.stack_rows.validation }} validation rows and
   {{ r.models.hybrid.params.stack_rows.held_out_fit }} held-out fit rows with cross-fitted
