@@ -196,9 +196,9 @@ class Serializer:
         """
         sep = self.sep_tokens
         extra = [f - b for b, f in zip(bare, full)]
-        k0 = _prefix_fit([b + sep for b in bare], room)
-        reserve = min(int(self.max_tokens * QUOTE_SHARE), sum(extra[:k0]))
-        k = _prefix_fit([b + sep for b in bare], room - reserve)
+        costs = [b + sep for b in bare]
+        reserve = min(int(self.max_tokens * QUOTE_SHARE), sum(extra[:_prefix_fit(costs, room)]))
+        k = _prefix_fit(costs, room - reserve)
         left = room - sum(bare[:k]) - sep * k
         allow = list(bare[:k])
         for j in range(k):
@@ -226,10 +226,13 @@ class Serializer:
             f"{customer_id}:{ts.isoformat()}:{ev}" for ts, ev in zip(hist["ts"], hist["event"])]
         rows = [row for _, row in hist.iterrows()]
         sentences = [event_sentence(row, int(d), self.include_text) for row, d in zip(rows, days)]
-        caps = [MAX_EVENT_TOKENS] * len(facts) + [
-            MAX_ORDER_TOKENS if kind in ("order", "return") else MAX_EVENT_TOKENS
-            for kind in hist["event"].astype(str)]
-        texts, counts = self._fit([t for _, t in facts] + sentences, caps)
+        kinds = hist["event"].astype(str).tolist()
+        caps = [MAX_ORDER_TOKENS if kind in ("order", "return") else MAX_EVENT_TOKENS
+                for kind in kinds]
+        quoted = self.version == "3" and self.include_text  # v3 also needs each bare sentence
+        bare = [event_sentence(row, int(d), False) for row, d in zip(rows, days)] if quoted else []
+        texts, counts = self._fit([t for _, t in facts] + sentences + bare,  # one tokenizer call
+                                  [MAX_EVENT_TOKENS] * len(facts) + caps + caps[:len(bare)])
         budget = self.max_tokens - self.special
         segments: list[Segment] = []
         used = 0
@@ -239,11 +242,9 @@ class Serializer:
                 break  # a tiny budget: keep the most important facts (they come first)
             segments.append(Segment(f"fact:{name}", "fact", texts[i], counts[i]))
             used += cost
-        texts, counts = texts[len(facts):], counts[len(facts):]
-        if self.version == "3" and self.include_text:
-            bare, bare_counts = self._fit(
-                [event_sentence(row, int(d), False) for row, d in zip(rows, days)],
-                caps[len(facts):])
+        f, e = len(facts), len(facts) + len(sentences)
+        texts, counts, bare, bare_counts = texts[f:e], counts[f:e], texts[e:], counts[e:]
+        if quoted:
             kept, allow = self._plan_events(bare_counts, counts, budget - used)
             for j in range(kept):
                 if allow[j] == bare_counts[j]:
@@ -253,7 +254,6 @@ class Serializer:
                                                     bare[j], bare_counts[j])
         else:
             kept = _prefix_fit([c + self.sep_tokens for c in counts], budget - used)
-        kinds = hist["event"].astype(str).tolist()
         segments += [Segment(f"event:{event_ids[j]}", kinds[j], texts[j], counts[j], int(days[j]))
                      for j in range(kept)]
         return Serialized(customer_id, cutoff, segments, n_dropped=len(sentences) - kept,
