@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from finetune.churn_models import MIN_HELD_OUT, calibration_rows, encoder_split
+from finetune.churn_models import (MIN_EARLY_STOP, MIN_HELD_OUT, calibration_rows,
+                                   early_stopping_rows, encoder_split)
 
 
 def frames(n_fit: int, n_val: int = 50) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -77,3 +78,25 @@ def test_encoder_split_is_seeded_and_without_budget_holds_nothing_out():
     for budget in (None, 0, len(fit), len(fit) + 10):
         enc, held = encoder_split(fit, budget)
         assert len(enc) == len(fit) and not held.any()
+
+
+def test_early_stopping_uses_customers_the_encoder_did_not_train_on():
+    fit, _ = frames(400)
+    val = pd.DataFrame({"customer_id": [f"c{i}" for i in range(100)]  # trained on these
+                        + [f"new{i}" for i in range(MIN_EARLY_STOP)],
+                        "label": np.arange(100 + MIN_EARLY_STOP) % 2})
+    stop = early_stopping_rows(fit, val)
+    assert stop.sum() == MIN_EARLY_STOP
+    assert not set(val["customer_id"][stop]) & set(fit["customer_id"])
+
+
+def test_early_stopping_keeps_all_validation_when_too_few_are_unseen():
+    fit, _ = frames(400)
+    ids = [f"c{i}" for i in range(100)] + [f"new{i}" for i in range(MIN_EARLY_STOP - 1)]
+    val = pd.DataFrame({"customer_id": ids, "label": np.arange(len(ids)) % 2})
+    assert early_stopping_rows(fit, val).all()
+    ids.append("new-last")  # enough unseen rows now, but all of them churn
+    one_class = pd.DataFrame({"customer_id": ids, "label": [0] * 100 + [1] * MIN_EARLY_STOP})
+    assert early_stopping_rows(fit, one_class).all()
+    assert early_stopping_rows(fit, one_class.assign(label=np.arange(len(ids)) % 2)).sum() \
+        == MIN_EARLY_STOP

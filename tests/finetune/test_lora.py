@@ -107,9 +107,10 @@ def test_interrupted_training_resumes_to_the_same_model(parts, tmp_path):
                                rtol=0, atol=1e-5)
 
 
-def test_fused_kind_reads_the_aggregates_and_reloads(parts, tmp_path):
+def test_fused_kind_reads_the_aggregates_and_reloads(parts, tmp_path, monkeypatch):
     from dataclasses import replace
 
+    from finetune import churn_models
     from finetune.churn_models import EncoderKind
     from finetune.features import FEATURE_COLUMNS
 
@@ -117,7 +118,13 @@ def test_fused_kind_reads_the_aggregates_and_reloads(parts, tmp_path):
     fit, val = p["fit"].head(320), p["val"].head(128)
     cfg = replace(TINY, max_tokens=48, max_steps=20, eval_every=10, eval_examples=64,
                   n_numeric=len(FEATURE_COLUMNS))
+    monkeypatch.setattr(churn_models, "MIN_EARLY_STOP", 5)
     kind = EncoderKind(cfg).fit(fit, fit["label"].to_numpy(), val, val["label"].to_numpy())
+    # Stopped on the validation customers it did not train on; calibrated on all of them.
+    unseen = int((~val["customer_id"].isin(set(fit["customer_id"]))).sum())
+    assert 5 <= unseen < len(val), "fixture: validation should mix seen and unseen customers"
+    assert kind.params["early_stopping_rows"] == unseen
+    assert kind.params["early_stopping_unseen_only"] and kind.params["calibration_rows"] == len(val)
     probs = kind.predict_proba(val)
     assert probs.shape == (len(val),) and np.all((probs > 0) & (probs < 1))
     # The numeric part matters: scrambling the aggregates changes the scores.

@@ -45,6 +45,10 @@ def test_train_publish_evaluate_and_roll_back(tmp_path):
     assert stack_rows["validation"] == (metrics["n_val"] if pooled else 0)
     assert metrics["models"]["encoder"]["params"]["calibration_rows"] == (
         stack_rows["held_out_fit"] + stack_rows["validation"])
+    enc = metrics["models"]["encoder"]["params"]  # stopped on unseen customers when enough
+    assert 0 < enc["early_stopping_rows"] <= metrics["n_val"]
+    if not enc["early_stopping_unseen_only"]:  # too few unseen customers: all of validation
+        assert enc["early_stopping_rows"] == metrics["n_val"]
     assert not (root / ".work").exists() or not any((root / ".work").iterdir())
 
     res = runner.invoke(app, ["evaluate", "--events", events, "--model", str(root), "--json"])
