@@ -82,8 +82,9 @@ def rollback(root: Path, to: str | None = None) -> str:
     return to
 
 
-def resolve_version_dir(path: Path) -> Path:
+def resolve_version_dir(path: Path | str) -> Path:
     """A model root (uses CURRENT) or a version directory itself."""
+    path = Path(path)
     if (path / "config.json").exists():
         return path
     if not path.exists():
@@ -121,7 +122,7 @@ class TrainedModel:
     serializer: Serializer
 
     @classmethod
-    def load(cls, path: Path, device: str = "auto", precision: str = "fp32") -> TrainedModel:
+    def load(cls, path: Path | str, device: str = "auto", precision: str = "fp32") -> TrainedModel:
         directory = resolve_version_dir(path)
         config = json.loads((directory / "config.json").read_text())
         version = str(config["serialization_version"])

@@ -18,7 +18,8 @@ rhythm the encoder reads. Version 2 stays readable for models trained on it.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,6 +35,8 @@ SEPARATOR = " | "
 MAX_EVENT_TOKENS = 48  # reviews, tickets: the customer's own words carry the signal
 MAX_ORDER_TOKENS = 24  # orders, returns: short, so that more of the buying rhythm fits
 MAX_TEXT_CHARS = 400
+SENTENCE_COLUMNS = ("event", "amount", "item", "rating", "text")
+FIT_CACHE_SIZE = 200_000  # (sentence, cap) pairs; a few tens of MB at most
 
 
 @dataclass(frozen=True)
@@ -134,7 +137,7 @@ def _quote(text: object, include_text: bool) -> str:
     return f' "{s}"' if s else ""
 
 
-def event_sentence(row: pd.Series, days_ago: int, include_text: bool = True) -> str:
+def event_sentence(row: Mapping[str, Any], days_ago: int, include_text: bool = True) -> str:
     when = "today" if days_ago == 0 else f"{days_ago} days ago"
     kind = str(row["event"])
     amount = row["amount"]
@@ -172,20 +175,29 @@ class Serializer:
         self.skip_events = tuple(skip_events)
         self.sep_tokens = len(tokenizer(SEPARATOR.strip(), add_special_tokens=False)["input_ids"])
         self.special = tokenizer.num_special_tokens_to_add(pair=False)
+        self._fitted: dict[tuple[str, int], tuple[str, int]] = {}
 
     def _fit(self, texts: list[str], caps: list[int]) -> tuple[list[str], list[int]]:
-        """Cut each text to its cap in tokens (at a token boundary) and count its tokens."""
-        if not texts:
-            return [], []
-        enc = self.tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
-        out, counts = [], []
-        for text, ids, offsets, cap in zip(texts, enc["input_ids"], enc["offset_mapping"], caps):
-            if len(ids) > cap:
-                text = text[: offsets[cap - 2][1]] + " …"
-                ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-            out.append(text)
-            counts.append(len(ids))
-        return out, counts
+        """Cut each text to its cap in tokens (at a token boundary) and count its tokens.
+
+        Memoised on (text, cap): a report's occlusion variants re-serialize the same customer
+        about twenty times with one event or fact gone, so nearly every sentence was seen.
+        """
+        keys = list(zip(texts, caps))
+        todo = list(dict.fromkeys(k for k in keys if k not in self._fitted))
+        if todo:
+            if len(self._fitted) + len(todo) > FIT_CACHE_SIZE:
+                self._fitted.clear()
+            enc = self.tokenizer([t for t, _ in todo], add_special_tokens=False,
+                                 return_offsets_mapping=True)
+            for (text, cap), ids, offsets in zip(todo, enc["input_ids"], enc["offset_mapping"]):
+                key = (text, cap)
+                if len(ids) > cap:
+                    text = text[: offsets[cap - 2][1]] + " …"
+                    ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+                self._fitted[key] = (text, len(ids))
+        done = [self._fitted[k] for k in keys]
+        return [t for t, _ in done], [n for _, n in done]
 
     def _plan_events(self, bare: list[int], full: list[int], room: int) -> tuple[int, list[int]]:
         """v3: how many events (newest first) fit bare, and each kept event's token allowance.
@@ -224,7 +236,11 @@ class Serializer:
         days = np.floor((cutoff - hist["ts"]) / DAY).astype(int).to_numpy()
         event_ids = hist["event_id"].astype(str).tolist() if "event_id" in hist else [
             f"{customer_id}:{ts.isoformat()}:{ev}" for ts, ev in zip(hist["ts"], hist["event"])]
-        rows = [row for _, row in hist.iterrows()]
+        # Plain dicts of the columns a sentence reads: iterrows built a Series per event and
+        # to_dict copied every column, each about a third of a report's serialization time.
+        columns = [c for c in SENTENCE_COLUMNS if c in hist.columns]
+        rows = [dict(zip(columns, values))
+                for values in zip(*(hist[c].tolist() for c in columns))]
         sentences = [event_sentence(row, int(d), self.include_text) for row, d in zip(rows, days)]
         kinds = hist["event"].astype(str).tolist()
         caps = [MAX_ORDER_TOKENS if kind in ("order", "return") else MAX_EVENT_TOKENS

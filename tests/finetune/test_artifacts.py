@@ -28,3 +28,9 @@ def test_a_model_serializes_as_it_was_trained(trained_model, tmp_path):
     assert old.serializer.version == "2"
     with pytest.raises(ModelNotFound, match="serialization version 1.*retrain"):
         TrainedModel.load(_with_version(trained_model, tmp_path / "v1", "1"))
+
+
+def test_a_model_path_may_be_a_string_and_a_missing_one_is_named(trained_model, tmp_path):
+    assert TrainedModel.load(str(trained_model)).directory == resolve_version_dir(trained_model)
+    with pytest.raises(ModelNotFound, match="no model at .*nowhere"):
+        TrainedModel.load(str(tmp_path / "nowhere"))
