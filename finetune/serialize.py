@@ -185,9 +185,10 @@ class Serializer:
         """
         keys = list(zip(texts, caps))
         todo = list(dict.fromkeys(k for k in keys if k not in self._fitted))
+        if len(self._fitted) + len(todo) > FIT_CACHE_SIZE:  # full: start over with this call's
+            self._fitted.clear()
+            todo = list(dict.fromkeys(keys))
         if todo:
-            if len(self._fitted) + len(todo) > FIT_CACHE_SIZE:
-                self._fitted.clear()
             enc = self.tokenizer([t for t, _ in todo], add_special_tokens=False,
                                  return_offsets_mapping=True)
             for (text, cap), ids, offsets in zip(todo, enc["input_ids"], enc["offset_mapping"]):

@@ -145,3 +145,19 @@ def test_without_words_v3_is_v2(tokenizer, snaps):
         a = Serializer(tokenizer, budget).serialize_snapshots(blank, feats.head(30))
         b = Serializer(tokenizer, budget, version="2").serialize_snapshots(blank, feats.head(30))
         assert [s.text for s in a] == [s.text for s in b]
+
+
+@pytest.mark.parametrize("cache_size", [0, 7, 100])
+def test_a_full_token_cache_changes_nothing(tokenizer, snaps, monkeypatch, cache_size):
+    """The memo of token counts is cleared when full, in the middle of a run: same texts."""
+    from finetune import serialize
+
+    events, feats = snaps
+    fresh = [(s.text, [g.n_tokens for g in s.segments])
+             for s in Serializer(tokenizer, 128).serialize_snapshots(events, feats)]
+    monkeypatch.setattr(serialize, "FIT_CACHE_SIZE", cache_size)
+    small = Serializer(tokenizer, 128)
+    for _ in range(2):  # the second pass starts from whatever the first one left cached
+        assert [(s.text, [g.n_tokens for g in s.segments])
+                for s in small.serialize_snapshots(events, feats)] == fresh
+    assert len(small._fitted) <= max(cache_size, 200)  # one call's sentences at most
