@@ -125,6 +125,27 @@ def add_intervals(metrics: dict[str, dict], preds: pd.DataFrame, n_boot: int = 1
         metrics[name].update(extra)
 
 
+def text_warning(events: pd.DataFrame, encoder: str, sample: int = 2000) -> str | None:
+    """A note when the encoder cannot read much of the customers' text (e.g. Chinese reviews
+    under the English ``minilm``): training would go on, blind to those words."""
+    from finetune.encoders import UNKNOWN_WARN, load_tokenizer, unknown_share
+
+    if "text" not in events.columns:
+        return None
+    texts = events["text"].dropna().astype(str)
+    texts = texts[texts.str.strip() != ""]
+    if texts.empty:
+        return None
+    if len(texts) > sample:
+        texts = texts.sample(sample, random_state=0)
+    share = unknown_share(load_tokenizer(encoder), texts.tolist())
+    if share <= UNKNOWN_WARN:
+        return None
+    hint = " (--encoder multilingual reads Chinese)" if encoder != "multilingual" else ""
+    return (f"{share:.0%} of the customers' text tokens are unknown to the {encoder!r} encoder's "
+            f"vocabulary, so it cannot read those words{hint}")
+
+
 def prepare(events: pd.DataFrame, config: EvaluateConfig,
             note: Callable[[str], None]) -> tuple[dict[str, pd.DataFrame], Any]:
     """Backtest snapshots split into fit / val / test (with texts when a text model is asked)."""
@@ -136,6 +157,11 @@ def prepare(events: pd.DataFrame, config: EvaluateConfig,
     snaps = backtest_snapshots(events, plan, config.definition,
                                on_cutoff=lambda c: note(f"snapshot {c.date()}"))
     if any(m in TEXT_KINDS for m in config.models):
+        if config.include_text:
+            warning = text_warning(events, config.lora.encoder)
+            if warning:
+                note(warning)
+                plan.notes.append(warning)
         note("serializing histories")
         snaps = add_texts(events, snaps, config.lora, config.include_text)
     parts = {name: snaps[snaps["split"] == name].reset_index(drop=True)
