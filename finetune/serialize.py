@@ -18,9 +18,9 @@ rhythm the encoder reads. Version 2 stays readable for models trained on it.
 from __future__ import annotations
 
 import math
-from typing import Any
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd

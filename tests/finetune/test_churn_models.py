@@ -5,8 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from finetune.churn_models import (MIN_EARLY_STOP, MIN_HELD_OUT, calibration_rows,
-                                   early_stopping_rows, encoder_split)
+from finetune.churn_models import (
+    MIN_EARLY_STOP,
+    MIN_HELD_OUT,
+    calibration_rows,
+    early_stopping_rows,
+    encoder_split,
+)
 
 
 def frames(n_fit: int, n_val: int = 50) -> tuple[pd.DataFrame, pd.DataFrame]:

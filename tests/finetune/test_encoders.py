@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import pytest
 
 from finetune.encoders import UNKNOWN_WARN, load_tokenizer, unknown_share
