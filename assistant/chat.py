@@ -62,11 +62,12 @@ def fallback_answer(question: str, evidence: list[Evidence], lang: str) -> str:
 
 
 def chat(helper: Assistant, events: pd.DataFrame, customer_id: str, turns: list[Turn],
-         lang: str = "en") -> Iterator[ChatEvent]:
+         lang: str = "en", cutoff: pd.Timestamp | str | None = None) -> Iterator[ChatEvent]:
+    """Answers about the customer as of ``cutoff`` (the service's as-of date)."""
     if not turns or turns[-1].role != "user":
         raise ValueError("the conversation must end with a user message")
     turns = turns[-MAX_TURNS:]
-    scored = helper.scorer.customer(events, customer_id)
+    scored = helper.scorer.customer(events, customer_id, cutoff)
     attributions = attribute(helper.scorer, scored)
     evidence = helper.evidence(scored, attributions)
     if helper.store is not None:

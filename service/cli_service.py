@@ -20,6 +20,7 @@ keys_app = typer.Typer(help="API keys: create (shown once, stored hashed), list,
 def register(app: typer.Typer) -> None:
     app.command("serve")(serve_cmd)
     app.command("load")(load_cmd)
+    app.command("rescore")(rescore_cmd)
     app.add_typer(keys_app, name="keys")
 
 
@@ -30,7 +31,10 @@ def serve_cmd(host: Annotated[str, typer.Option(help="bind address")] = "127.0.0
     """Start the API (and the agents' chat page) with settings from RETENTION_* / .env."""
     import uvicorn
 
+    from service.api.services import Services
+
     settings = Settings()
+    Services.check(settings)  # refuse bad settings with one line, before the server starts
     err.print(f"serving on http://{host}:{port}  (API docs: /docs, chat page: /)")
     err.print(f"database {settings.db_url}; model {settings.model_dir or settings.models_path}")
     uvicorn.run("service.api.app:create_app", factory=True, host=host, port=port,
@@ -38,11 +42,19 @@ def serve_cmd(host: Annotated[str, typer.Option(help="bind address")] = "127.0.0
 
 
 def serve_demo(settings: Settings, events, host: str, port: int) -> None:
-    """The main job's last step: the service on embedded defaults, with the demo data loaded."""
+    """The main job's last step: the service on embedded defaults, with the demo data loaded.
+
+    The demo data ends in the past, so the service's clock is ``data`` (the day after the
+    newest event) unless RETENTION_AS_OF says otherwise: a customer silent for months is
+    scored as silent for months."""
+    import os
+
     import uvicorn
 
     from service.api.app import create_app
 
+    if "RETENTION_AS_OF" not in os.environ:
+        settings = settings.model_copy(update={"as_of": "data"})
     engine = db.engine_for(settings.db_url)
     with progress_bar(None, f"storing {len(events):,} events for the service"), \
             db.sessions(engine)() as session:
@@ -100,3 +112,44 @@ def keys_revoke(key_id: Annotated[int, typer.Argument(help="id from `retention k
         row.revoked = True
         session.commit()
     err.print(f"revoked key {key_id}")
+
+
+@clean_errors
+def rescore_cmd(
+    as_of: Annotated[str | None, typer.Option(
+        "--as-of", help="today, data or YYYY-MM-DD (default RETENTION_AS_OF)")] = None,
+    force: Annotated[bool, typer.Option(help="rerun a date that already finished")] = False,
+    deliver: Annotated[bool, typer.Option(help="deliver due warnings once after scoring "
+                                               "(the service's sender retries the rest)")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+) -> None:
+    """Score every stored customer at the as-of date, keep the score history, and warn about
+    each customer whose risk crossed the threshold upwards since their previous score (new
+    events or silence). Streamed and resumable; twice for the same date changes nothing. For
+    cron or a Kubernetes CronJob (or let the service do it daily: RETENTION_RESCORE_AT)."""
+    import json
+
+    from service.api.services import Services
+
+    settings = Settings()
+    if as_of is not None:
+        settings = settings.model_copy(update={"as_of": as_of})
+    services = Services(settings)
+    try:
+        with progress_bar(None, "rescoring") as tracker:
+            summary = services.rescore_all(force=force, progress=tracker.steps)
+        delivered = 0
+        if deliver and services.sender is not None:
+            while (n := services.sender.deliver_due()):
+                delivered += n
+    finally:
+        services.stop()
+    result = {**summary.to_dict(), "delivery_attempts": delivered}
+    if as_json:
+        out.print_json(json.dumps(result))
+    elif summary.skipped:
+        err.print(f"already rescored at {summary.as_of} with {summary.model_version}: "
+                  f"{summary.customers:,} customers; nothing changed (--force reruns)")
+    else:
+        err.print(f"rescored {summary.customers:,} customers at {summary.as_of} "
+                  f"({summary.model_version}); {summary.warnings:,} new warning(s)")

@@ -1,4 +1,5 @@
-"""The service's storage (SQLAlchemy): API keys, the events it knows, latest scores, webhooks.
+"""The service's storage (SQLAlchemy): API keys, events, scores and their history, the warning
+outbox and report jobs.
 
 SQLite by default, PostgreSQL (or anything SQLAlchemy speaks) by URL. Events are stored in the
 canonical columns of ``finetune.contract`` and keyed by event id, so ingesting the same event
@@ -21,6 +22,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    UniqueConstraint,
     create_engine,
     event,
     select,
@@ -75,14 +77,51 @@ class ScoreRow(Base):
     scored_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
-class WebhookRow(Base):
-    __tablename__ = "webhooks"
+class ScoreHistoryRow(Base):
+    """Every score the service gave, one per customer and as-of date (the page's trend, the
+    report's "newly at risk", and the previous score a warning compares with)."""
+
+    __tablename__ = "score_history"
+    __table_args__ = (UniqueConstraint("customer_id", "as_of", name="uq_history_customer_as_of"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     customer_id: Mapped[str] = mapped_column(String(64), index=True)
+    as_of: Mapped[str] = mapped_column(String(10), index=True)
+    probability: Mapped[float] = mapped_column(Float)
+    band: Mapped[str] = mapped_column(String(10))
+    model_version: Mapped[str] = mapped_column(String(100))
+    scored_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class WarningRow(Base):
+    """The outbox: a warning is written in the same transaction as the score that raised it and
+    delivered later by ``service.outbox``, so a receiver that is down loses nothing. ``id`` is
+    stable (customer and as-of date) and is sent with every attempt, for deduplication."""
+
+    __tablename__ = "warnings"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(64), index=True)
+    as_of: Mapped[str] = mapped_column(String(10))
     payload: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(20))  # sent, failed, skipped (no URL configured)
-    detail: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(12), index=True)  # pending, delivered, dead, skipped
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    last_error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class RescoreRunRow(Base):
+    """One rescoring of every stored customer at an as-of date (the daily job, or the CLI)."""
+
+    __tablename__ = "rescore_runs"
+    as_of: Mapped[str] = mapped_column(String(10), primary_key=True)
+    model_version: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(12))  # running, done, failed
+    customers: Mapped[int] = mapped_column(Integer, default=0)
+    warnings: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str] = mapped_column(Text, default="")
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class ReportJobRow(Base):
@@ -191,3 +230,20 @@ def load_events(session: Session, customers: list[str] | None = None) -> pd.Data
         frame = pd.DataFrame(columns=list(EVENT_COLUMNS))
     frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
     return validate_events(frame, "database")[0]
+
+
+def newest_event(session: Session) -> pd.Timestamp | None:
+    """When the stored history ends (the ``data`` clock's reference)."""
+    from sqlalchemy import func
+
+    value = session.scalar(select(func.max(EventRow.ts)))
+    if value is None:
+        return None
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def stored_customers(session: Session) -> int:
+    from sqlalchemy import func
+
+    return int(session.scalar(select(func.count(func.distinct(EventRow.customer_id)))) or 0)

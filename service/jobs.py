@@ -101,7 +101,7 @@ class ReportJobs:
                 raise ValueError("no events are stored: ingest events before asking for a report")
             run_report(self.services.assistant, events, self.folder(job_id), ReportConfig(**params),
                        progress=lambda done, total: self._update(job_id, done=done, total=total),
-                       lock=self.services.model_lock, should_stop=self._stop.is_set)
+                       lock=self.services.gate, should_stop=self._stop.is_set)
             self._update(job_id, status="done", finished_at=db.now())
         except Interrupted:
             self._update(job_id, status="queued")

@@ -43,14 +43,30 @@ class Settings(BaseSettings):
     """SQLAlchemy URL of the service's database (default: SQLite at HOME/retention.db)."""
     model_dir: Path | None = None
     """The model the service scores with (default: HOME/models, its CURRENT version)."""
+    as_of: str = "today"
+    """The one as-of date of every score: ``today`` (UTC), ``data`` (the day after the newest
+    stored event; demos and replays) or a date YYYY-MM-DD."""
+    clock_control: bool = False
+    """Let an admin key move the as-of date (``PUT /v1/clock``): replays and backfills only."""
+    rescore_at: str = "02:00"
+    """UTC time of the daily rescoring of every customer (HH:MM); empty: off (use cron and
+    ``retention rescore`` instead)."""
+
     webhook_url: str | None = None
     """Where risk warnings are POSTed when a customer crosses ``risk_threshold``."""
-    webhook_secret: str = ""
-    """HMAC-SHA256 key for the X-Retention-Signature header of webhook calls."""
+    webhook_secret: str | None = None
+    """HMAC-SHA256 key of the X-Retention-Signature header; required with a webhook URL."""
+    webhook_timeout_s: float = 5.0
+    webhook_max_attempts: int = Field(12, ge=1)
+    webhook_backoff_s: float = Field(2.0, gt=0)
+    """First retry after this many seconds, doubling each time up to ``webhook_backoff_max_s``."""
+    webhook_backoff_max_s: float = Field(3600.0, gt=0)
     risk_threshold: float = Field(0.6, gt=0, lt=1)
     max_body_bytes: int = 1_000_000
-    max_batch: int = 1000
-    """Most customers one scoring request may ask for."""
+    max_batch: int = Field(1000, ge=1)
+    """Most customers one scoring or ingestion request may name."""
+    score_chunk: int = Field(64, ge=1)
+    """Customers per model pass in big requests; agents' requests wait for one chunk at most."""
 
     @property
     def db_url(self) -> str:

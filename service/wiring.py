@@ -26,8 +26,19 @@ def scorer(settings: Settings, model_dir: Path | None = None) -> Scorer:
 
 
 def assistant(settings: Settings, model_dir: Path | None = None, backend: str | None = None,
-              store: bool = True) -> Assistant:
+              store: bool = True, with_scorer: Scorer | None = None) -> Assistant:
+    """``with_scorer``: an already loaded model (the service's), else one is loaded."""
     config = llm_config(settings, backend)
-    return Assistant(scorer=scorer(settings, model_dir), playbook=Playbook.load(settings.playbook),
+    return Assistant(scorer=with_scorer or scorer(settings, model_dir),
+                     playbook=Playbook.load(settings.playbook),
                      store=ContextStore(settings.store_path) if store else None,
                      llm=chat_model(config), backend=config.backend)
+
+
+def check_llm(helper: Assistant) -> None:
+    """Load a local LLM now, so a missing runtime or file is a problem answer before a stream
+    starts, not an error in the middle of one (raises ``LLMUnavailable``)."""
+    from assistant.llm import ChatLlamaCppJSON
+
+    if isinstance(helper.llm, ChatLlamaCppJSON):
+        helper.llm._load()

@@ -13,7 +13,7 @@ from sse_starlette.sse import EventSourceResponse
 
 from assistant.chat import Turn, chat
 from assistant.pii import mask
-from service import db
+from service import db, wiring
 from service.api.deps import ServicesDep, SessionDep, require
 from service.api.problems import Problem
 
@@ -95,13 +95,15 @@ def chat_stream(customer_id: CustomerId, body: ChatRequest, services: ServicesDe
     if body.messages[-1].role != "user":
         raise Problem(422, "Invalid request", "messages: the last message must be the user's")
     helper = services.assistant
+    wiring.check_llm(helper)  # a missing LLM is a 503 problem, not a broken stream
     turns = [Turn(m.role, m.content) for m in body.messages]
+    as_of = services.as_of()
 
     def stream() -> Iterator[dict]:
-        with services.model_lock:
+        with services.gate.interactive():
             if helper.store is not None:
                 helper.store.index_events(events)
-            for item in chat(helper, events, customer_id, turns, body.lang):
+            for item in chat(helper, events, customer_id, turns, body.lang, cutoff=as_of):
                 yield {"event": item.kind, "data": json.dumps(item.data, ensure_ascii=False)}
 
     return EventSourceResponse(stream())

@@ -18,7 +18,7 @@ from prometheus_client import (
 )
 from sqlalchemy import text
 
-from service.api import agent, problems, reports, v1
+from service.api import agent, ops, problems, reports, v1
 from service.api.deps import ServicesDep
 from service.api.problems import problem
 from service.api.services import Services
@@ -31,10 +31,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.services = services or Services(settings)
-        app.state.services.jobs.resume_unfinished()
+        app.state.services.start()
         yield
-        app.state.services.jobs.stop()
-        app.state.services.engine.dispose()
+        app.state.services.stop()
 
     app = FastAPI(title="Retention Assistant", version="1", lifespan=lifespan,
                   description="Churn risk, reasons and actions for e-commerce customers.")
@@ -63,6 +62,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(v1.router)
     app.include_router(agent.router)
     app.include_router(reports.router)
+    app.include_router(ops.router)
 
     page = resources.files("service").joinpath("web/index.html").read_text("utf-8")
 

@@ -26,7 +26,7 @@ MEDIA = {"html": "text/html; charset=utf-8", "csv": "text/csv; charset=utf-8",
 class ReportRequest(BaseModel):
     top_n: int = Field(20, ge=0, le=500, description="customers with a full explanation card")
     lang: Literal["en", "zh"] = "en"
-    cutoff: date | None = Field(None, description="as-of date; default: the day after the data")
+    cutoff: date | None = Field(None, description="as-of date; default: the service's")
 
 
 class ReportJob(BaseModel):
@@ -57,7 +57,7 @@ def _job(session: SessionDep, job_id: str) -> db.ReportJobRow:
 def start_report(body: ReportRequest, services: ServicesDep) -> ReportJob:
     """Queue a report over every stored customer; poll its status, then download the files."""
     params = {"top_n": body.top_n, "lang": body.lang,
-              "cutoff": body.cutoff.isoformat() if body.cutoff else None}
+              "cutoff": (body.cutoff or services.as_of().date()).isoformat()}
     return _view(services.jobs.submit(params))
 
 

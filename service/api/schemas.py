@@ -42,11 +42,13 @@ class CustomerScore(BaseModel):
     customer_id: str
     probability: float
     band: str
-    cutoff: str
+    as_of: str = Field(description="the date the score is as of: events before it were read")
+    cutoff: str = Field(description="the same as as_of (kept for older clients)")
 
 
 class ScoreResponse(BaseModel):
     model_version: str
+    as_of: str
     scores: list[CustomerScore]
     unknown: list[str] = Field(default_factory=list, description=(
         "ids that were not scored: no stored events, or none before the cutoff"))
@@ -58,9 +60,19 @@ class Driver(BaseModel):
     contribution: float = Field(description="change in churn probability it accounts for")
 
 
+class TrendPoint(BaseModel):
+    as_of: str
+    probability: float
+    band: str
+    model_version: str
+
+
 class RiskResponse(CustomerScore):
     model_version: str
-    previous: float | None = Field(None, description="the probability at the previous scoring")
+    previous: float | None = Field(None, description=(
+        "the stored probability at the latest earlier as-of date"))
+    trend: list[TrendPoint] = Field(default_factory=list, description=(
+        "stored scores, oldest first (daily rescoring and ingestion)"))
     reasons: list[Driver]
 
 
@@ -68,6 +80,18 @@ class IngestRequest(BaseModel):
     events: list[EventIn] = Field(min_length=1, max_length=20000)
 
 
+class Rescored(BaseModel):
+    customer_id: str
+    as_of: str
+    probability: float
+    band: str
+    previous: float | None = None
+    model_version: str
+    warning: str | None = Field(None, description="id of the warning this crossing raised")
+    new_warning: bool | None = None
+
+
 class IngestResponse(BaseModel):
     stored: int
-    rescored: list[dict]
+    as_of: str
+    rescored: list[Rescored]

@@ -1,28 +1,48 @@
-"""What the API's routes share: the database, the model, the assistant, rescoring and webhooks.
+"""What the API's routes share: the database, the clock, the model, the assistant, rescoring and
+warning delivery.
 
 Built once per app (in its lifespan) and handed to routes by dependency injection, so tests build
 their own with their own settings and nothing is global.
+
+The scorer stands alone: scoring and risk need the model only, so a missing or broken LLM makes
+explanations and chat answer a problem while CRMs keep scoring. The model follows the model
+root's ``CURRENT``: ``retention models use/rollback`` or a new ``train`` takes effect between
+requests, without a restart (the new version is loaded before it replaces the old one).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
+import dataclasses
+import logging
 import threading
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-import httpx
 import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from assistant.explain import Assistant
 from assistant.scoring import Scorer
+from finetune.artifacts import resolve_version_dir
 from service import db, wiring
+from service.clock import Clock, parse_as_of
+from service.gate import ScoringGate
 from service.jobs import ReportJobs
+from service.outbox import Sender, SenderConfig
+from service.rescore import RescoreSummary, rescore_all
+from service.scheduler import DailyRescore, parse_time
+from service.scores import WarnRule, record_scores
 from service.settings import Settings
+
+log = logging.getLogger("retention.service")
+MODEL_CHECK_S = 1.0  # how often CURRENT is looked at (a stat and a small read)
+
+
+class ConfigError(ValueError):
+    """Settings that cannot work together; the service refuses to start with them."""
 
 
 @dataclass
@@ -30,80 +50,159 @@ class Services:
     settings: Settings
     engine: Any = None
     Session: Any = None
+    clock: Clock = field(init=False)
+    gate: ScoringGate = field(default_factory=ScoringGate)
+    sender: Sender | None = None
+    daily: DailyRescore | None = None
+    daily_at: Any = None
+    _scorer: Scorer | None = None
+    _model_dir: Path | None = None
+    _checked_at: float = 0.0
     _assistant: Assistant | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    # One scoring at a time: 2 cores gain nothing from parallel forward passes, and the model's
-    # memo cache is not thread-safe.
-    model_lock: threading.RLock = field(default_factory=threading.RLock)
+    _load_lock: threading.Lock = field(default_factory=threading.Lock)
+    _assistant_lock: threading.Lock = field(default_factory=threading.Lock)
+    _rescore_lock: threading.Lock = field(default_factory=threading.Lock)
 
     jobs: ReportJobs = field(init=False)
 
+    @staticmethod
+    def check(settings: Settings) -> None:
+        """Refuse settings that cannot work, with a message that says what to set."""
+        if settings.webhook_url and not settings.webhook_secret:
+            raise ConfigError("RETENTION_WEBHOOK_URL is set but RETENTION_WEBHOOK_SECRET is "
+                              "empty: receivers could not verify warnings; set a secret "
+                              "(e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`)")
+        try:
+            parse_time(settings.rescore_at)
+            parse_as_of(settings.as_of)
+        except ValueError as exc:
+            raise ConfigError(f"{exc} (RETENTION_RESCORE_AT / RETENTION_AS_OF)") from exc
+
     def __post_init__(self) -> None:
-        self.engine = db.engine_for(self.settings.db_url)
+        s = self.settings
+        self.check(s)
+        self.daily_at = parse_time(s.rescore_at)
+        self.clock = Clock(s.as_of, newest_event=self._newest_event)
+        self.engine = db.engine_for(s.db_url)
         self.Session = db.sessions(self.engine)
         self.jobs = ReportJobs(self)
+        if s.webhook_url:
+            self.sender = Sender(self.Session, SenderConfig(
+                url=s.webhook_url, secret=s.webhook_secret or "", timeout_s=s.webhook_timeout_s,
+                max_attempts=s.webhook_max_attempts, backoff_s=s.webhook_backoff_s,
+                backoff_max_s=s.webhook_backoff_max_s))
 
-    # Loading a model takes seconds: do it once, on first use, under a lock.
+    def _newest_event(self) -> pd.Timestamp | None:
+        with self.Session() as session:
+            return db.newest_event(session)
+
+    def start(self) -> None:
+        """Background work: report jobs left over, warning delivery, the daily rescoring."""
+        self.jobs.resume_unfinished()
+        if self.sender is not None:
+            self.sender.start()
+        if self.daily_at is not None:
+            self.daily = DailyRescore(self.daily_at, run=self.rescore_all,
+                                      done_for_current=self._done_for_current)
+            self.daily.start()
+
+    def stop(self) -> None:
+        if self.daily is not None:
+            self.daily.stop()
+        self.jobs.stop()
+        if self.sender is not None:
+            self.sender.stop()
+        self.engine.dispose()
+
+    def _done_for_current(self) -> bool:
+        with self.Session() as session:
+            run = session.get(db.RescoreRunRow, self.as_of().date().isoformat())
+            return run is not None and run.status == "done"
+
+    # ---- the model --------------------------------------------------------------------------
     @property
-    def assistant(self) -> Assistant:
-        with self._lock:
-            if self._assistant is None:
-                self._assistant = wiring.assistant(self.settings, self.settings.model_dir)
-            return self._assistant
+    def model_root(self) -> Path:
+        return self.settings.model_dir or self.settings.models_path
 
     @property
     def scorer(self) -> Scorer:
-        return self.assistant.scorer
+        """The current model; reloaded when CURRENT names another version."""
+        now = time.monotonic()
+        if self._scorer is not None and now - self._checked_at < MODEL_CHECK_S:
+            return self._scorer
+        with self._load_lock:
+            wanted = resolve_version_dir(self.model_root)
+            self._checked_at = now
+            if self._scorer is None or wanted != self._model_dir:
+                fresh = wiring.scorer(self.settings, wanted)
+                if self._scorer is not None:
+                    log.info("model switched from %s to %s", self._model_dir, wanted)
+                self._scorer, self._model_dir = fresh, wanted
+            return self._scorer
+
+    @property
+    def assistant(self) -> Assistant:
+        """Scorer plus playbook, retrieval and the LLM (only explanations and chat need it)."""
+        scorer = self.scorer
+        with self._assistant_lock:  # the LLM loads in seconds: scoring does not wait for it
+            if self._assistant is None:
+                self._assistant = wiring.assistant(self.settings, with_scorer=scorer)
+            elif self._assistant.scorer is not scorer:
+                self._assistant = dataclasses.replace(self._assistant, scorer=scorer)
+            return self._assistant
 
     @property
     def model_version(self) -> str:
         return self.scorer.model.directory.name
 
+    # ---- scores -----------------------------------------------------------------------------
+    def as_of(self) -> pd.Timestamp:
+        return self.clock.as_of()
+
+    def warn_rule(self) -> WarnRule:
+        return WarnRule(self.settings.risk_threshold, deliver=self.sender is not None)
+
     def events(self, session: Session, customers: list[str] | None = None) -> pd.DataFrame:
         return db.load_events(session, customers)
 
     def rescore(self, session: Session, customers: list[str]) -> list[dict]:
-        """Score customers from stored events, store the scores, warn on upward crossings."""
+        """Score these customers at the as-of date; store scores and warnings together."""
+        as_of = self.as_of()
         events = self.events(session, customers)
         if events.empty:
             return []
-        scores = self.scorer.score(events, customers=[c for c in customers
-                                                      if c in set(events["customer_id"])])
-        out = []
-        for row in scores.itertuples():
-            old = session.get(db.ScoreRow, row.customer_id)
-            previous = old.probability if old else None
-            record = {"customer_id": row.customer_id, "probability": float(row.probability),
-                      "band": row.band, "previous": previous,
-                      "cutoff": row.cutoff.date().isoformat()}
-            session.merge(db.ScoreRow(**record, model_version=self.model_version,
-                                      scored_at=db.now()))
-            threshold = self.settings.risk_threshold
-            if row.probability >= threshold and (previous is None or previous < threshold):
-                record["warning"] = self.warn(session, record)
-            out.append(record)
+        scorer = self.scorer
+        known = set(events["customer_id"])
+        frames = []
+        chunk = self.settings.score_chunk
+        ids = [c for c in customers if c in known]
+        for start in range(0, len(ids), chunk):
+            with self.gate.bulk() if len(ids) > chunk else self.gate.interactive():
+                frames.append(scorer.score(events, cutoff=as_of,
+                                           customers=ids[start:start + chunk]))
+        scores = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        if scores.empty:
+            return []
+        records = record_scores(session, scores, as_of, scorer.model.directory.name,
+                                self.warn_rule())
         session.commit()
-        return out
+        if self.sender is not None and any(r.get("new_warning") for r in records):
+            self.sender.wake()
+        return records
 
-    def warn(self, session: Session, record: dict) -> str:
-        """POST a signed warning to the configured webhook; every attempt is recorded."""
-        payload = json.dumps({"type": "risk.threshold_crossed", **record,
-                              "threshold": self.settings.risk_threshold}, sort_keys=True)
-        status, detail = "skipped", "no webhook URL configured"
-        if self.settings.webhook_url:
-            signature = hmac.new(self.settings.webhook_secret.encode(), payload.encode(),
-                                 hashlib.sha256).hexdigest()
-            try:
-                res = httpx.post(self.settings.webhook_url, content=payload, timeout=5.0,
-                                 headers={"Content-Type": "application/json",
-                                          "X-Retention-Signature": f"sha256={signature}"})
-                status = "sent" if res.is_success else "failed"
-                detail = f"HTTP {res.status_code}"
-            except httpx.HTTPError as exc:
-                status, detail = "failed", str(exc)[:300]
-        session.add(db.WebhookRow(customer_id=record["customer_id"], payload=payload,
-                                  status=status, detail=detail, created_at=db.now()))
-        return status
+    def rescore_all(self, as_of: pd.Timestamp | None = None, force: bool = False,
+                    progress=None) -> RescoreSummary:
+        """Every stored customer at the as-of date (the daily job); one run at a time."""
+        with self._rescore_lock:
+            summary = rescore_all(self.Session, self.scorer, as_of or self.as_of(),
+                                  self.warn_rule(), self.settings.home / "rescore",
+                                  gate=self.gate, force=force, progress=progress)
+        if self.sender is not None and summary.warnings:
+            self.sender.wake()
+        return summary
+
+    def rescore_busy(self) -> bool:
+        return self._rescore_lock.locked()
 
     def latest_score(self, session: Session, customer_id: str) -> db.ScoreRow | None:
         return session.scalars(select(db.ScoreRow).where(

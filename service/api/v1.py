@@ -1,4 +1,8 @@
-"""Routes under /v1: risk, batch scoring, explanations and event ingestion."""
+"""Routes under /v1: risk, batch scoring, explanations and event ingestion.
+
+Every answer is as of the service's one date (``service.clock``), the same for every customer
+and equal to what offline ``retention score --cutoff AS_OF`` gives; responses carry ``as_of``.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,9 @@ from assistant.attributions import attribute
 from assistant.schema import Explanation
 from finetune.contract import validate_events
 from finetune.labels import as_cutoff
-from service import db
+from sqlalchemy import select
+
+from service import db, scores
 from service.api.deps import ServicesDep, SessionDep, require
 from service.api.problems import Problem
 from service.api.schemas import (
@@ -23,15 +29,35 @@ from service.api.schemas import (
     RiskResponse,
     ScoreRequest,
     ScoreResponse,
+    TrendPoint,
 )
+from service.clock import future_rows
 
 router = APIRouter(prefix="/v1")
 CustomerId = Annotated[str, Path(min_length=1, max_length=64)]
 
 
-def _events_frame(rows: list, source: str) -> pd.DataFrame:
+def _events_frame(rows: list, source: str, services: ServicesDep) -> pd.DataFrame:
+    """Validated events; refused when one is dated in the future (it would move dates) or
+    when they name more customers than one request may."""
     frame = pd.DataFrame([r.model_dump() for r in rows])
-    return validate_events(frame, source, row_offset=0, row_label="item")[0]
+    events = validate_events(frame, source, row_offset=0, row_label="item")[0]
+    limit = services.clock.latest_allowed()
+    late = future_rows(frame["ts"], limit)
+    if late:
+        raise Problem(422, "Events from the future",
+                      f"{source}: item(s) {', '.join(map(str, late[:10]))} are dated after now "
+                      f"({limit.isoformat()}, clock skew allowed); send events once they happened",
+                      field="ts", rows=late[:20])
+    _check_batch(services, events["customer_id"].nunique(), source)
+    return events
+
+
+def _check_batch(services: ServicesDep, n: int, source: str) -> None:
+    if n > services.settings.max_batch:
+        raise Problem(422, "Batch too large", f"{source}: {n:,} customers in one request; the "
+                      f"limit is {services.settings.max_batch:,} (RETENTION_MAX_BATCH): split it",
+                      field=source)
 
 
 def _customer_events(services: ServicesDep, session: SessionDep, cid: str) -> pd.DataFrame:
@@ -41,47 +67,65 @@ def _customer_events(services: ServicesDep, session: SessionDep, cid: str) -> pd
     return events
 
 
+def _previous(session: SessionDep, cid: str, as_of: str) -> float | None:
+    """The customer's score at the latest earlier as-of date (the trend's last step)."""
+    row = session.scalars(select(db.ScoreHistoryRow).where(
+        db.ScoreHistoryRow.customer_id == cid, db.ScoreHistoryRow.as_of < as_of).order_by(
+        db.ScoreHistoryRow.as_of.desc()).limit(1)).first()
+    return row.probability if row else None
+
+
 @router.get("/customers/{customer_id}/risk", response_model=RiskResponse,
             dependencies=[Depends(require("score"))])
 def risk(customer_id: CustomerId, services: ServicesDep, session: SessionDep) -> RiskResponse:
-    """The churn risk of one stored customer now, with the events that drive it (no LLM)."""
+    """The churn risk of one stored customer at the as-of date, with the events that drive it
+    and the trend of their earlier scores (no LLM)."""
     events = _customer_events(services, session, customer_id)
-    with services.model_lock:
-        scored = services.scorer.customer(events, customer_id)
-        drivers = wording.drivers(attribute(services.scorer, scored))
-    previous = services.latest_score(session, customer_id)
+    as_of = services.as_of()
+    scorer = services.scorer
+    with services.gate.interactive():
+        scored = scorer.customer(events, customer_id, as_of)
+        drivers = wording.drivers(attribute(scorer, scored))
+    day = as_of.date().isoformat()
     return RiskResponse(customer_id=customer_id, probability=scored.probability,
-                        band=scored.band, cutoff=scored.cutoff.date().isoformat(),
-                        model_version=services.model_version,
-                        previous=previous.probability if previous else None,
+                        band=scored.band, cutoff=day, as_of=day,
+                        model_version=scorer.model.directory.name,
+                        previous=_previous(session, customer_id, day),
+                        trend=[TrendPoint(**t) for t in scores.trend(session, customer_id)],
                         reasons=[Driver(evidence_id=a.sid, text=a.text,
                                         contribution=a.contribution) for a in drivers])
 
 
 @router.post("/score", response_model=ScoreResponse, dependencies=[Depends(require("score"))])
 def score(body: ScoreRequest, services: ServicesDep, session: SessionDep) -> ScoreResponse:
-    """Score many customers: stored ones by id, or anyone from inline events."""
+    """Score many customers at the as-of date (or ``cutoff``, one date for the whole request):
+    stored ones by id, or anyone from inline events. A customer's score never depends on who
+    else is in the request; big requests are scored in chunks, so agents are not kept waiting."""
     if body.events is not None:
-        events = _events_frame(body.events, "events")
+        events = _events_frame(body.events, "events", services)
         ids = list(dict.fromkeys(events["customer_id"].tolist()))
         unknown: list[str] = []
     else:
         ids = list(dict.fromkeys(body.customer_ids or []))
+        _check_batch(services, len(ids), "customer_ids")
         events = services.events(session, ids)
         known = set(events["customer_id"])
         unknown = [c for c in ids if c not in known]
         ids = [c for c in ids if c in known]
-    cutoff = as_cutoff(pd.Timestamp(body.cutoff)) if body.cutoff else None
-    scores = []
-    if ids:
-        with services.model_lock:
-            frame = services.scorer.score(events, cutoff=cutoff, customers=ids)
-        scores = [CustomerScore(customer_id=r.customer_id, probability=float(r.probability),
-                                band=r.band, cutoff=r.cutoff.date().isoformat())
-                  for r in frame.itertuples()]
-        scored = {s.customer_id for s in scores}
-        unknown += [c for c in ids if c not in scored]
-    return ScoreResponse(model_version=services.model_version, scores=scores, unknown=unknown)
+    as_of = as_cutoff(pd.Timestamp(body.cutoff)) if body.cutoff else services.as_of()
+    scorer = services.scorer
+    out = []
+    chunk = services.settings.score_chunk
+    for start in range(0, len(ids), chunk):
+        with services.gate.bulk() if len(ids) > chunk else services.gate.interactive():
+            frame = scorer.score(events, cutoff=as_of, customers=ids[start:start + chunk])
+        out += [CustomerScore(customer_id=r.customer_id, probability=float(r.probability),
+                              band=r.band, cutoff=r.cutoff.date().isoformat(),
+                              as_of=r.cutoff.date().isoformat()) for r in frame.itertuples()]
+    scored = {s.customer_id for s in out}
+    unknown += [c for c in ids if c not in scored]
+    return ScoreResponse(model_version=scorer.model.directory.name,
+                         as_of=as_of.date().isoformat(), scores=out, unknown=unknown)
 
 
 @router.get("/customers/{customer_id}/explanation", response_model=Explanation,
@@ -91,18 +135,20 @@ def explanation(customer_id: CustomerId, services: ServicesDep, session: Session
     """Reasons and actions from the assistant, every claim citing its evidence."""
     events = _customer_events(services, session, customer_id)
     helper = services.assistant
-    with services.model_lock:
+    as_of = services.as_of()
+    with services.gate.interactive():
         if helper.store is not None:
             helper.store.index_events(events)
-        return helper.explain(events, customer_id, lang=lang)
+        return helper.explain(events, customer_id, lang=lang, cutoff=as_of)
 
 
 @router.post("/events", response_model=IngestResponse, dependencies=[Depends(require("ingest"))])
 def ingest(body: IngestRequest, services: ServicesDep, session: SessionDep) -> IngestResponse:
-    """Store new events, rescore their customers, and warn (webhook) on threshold crossings."""
-    events = _events_frame(body.events, "events")
+    """Store new events and rescore their customers at the as-of date; an upward crossing of
+    the risk threshold adds a warning to the outbox (delivered afterwards, with retries)."""
+    events = _events_frame(body.events, "events", services)
     stored = db.upsert_events(session, events)
     customers = list(dict.fromkeys(events["customer_id"].tolist()))
-    with services.model_lock:
-        rescored = services.rescore(session, customers)
-    return IngestResponse(stored=stored, rescored=rescored)
+    rescored = services.rescore(session, customers)
+    return IngestResponse(stored=stored, as_of=services.as_of().date().isoformat(),
+                          rescored=rescored)

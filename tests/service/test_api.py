@@ -48,7 +48,7 @@ def api(tmp_path_factory, trained_model, synthetic, hook):
     settings = Settings(home=home, model_dir=trained_model, llm_backend="none",
                         database_url=service_database_url(),
                         webhook_url=hook, webhook_secret="s3cret", risk_threshold=0.05,
-                        max_body_bytes=200_000)
+                        max_body_bytes=200_000, rescore_at="", as_of="2025-09-01")
     engine = db.engine_for(settings.db_url)
     with db.sessions(engine)() as session:
         db.upsert_events(session, synthetic[0][synthetic[0]["customer_id"] < "C00050"])
@@ -123,7 +123,18 @@ def test_inline_events_and_bad_input(api):
     assert res.status_code == 413
 
 
-def test_ingestion_rescores_and_fires_a_signed_webhook(api):
+def _received(n: int, timeout: float = 15.0) -> list[tuple[dict, bytes]]:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while len(Hook.received) < n and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return Hook.received
+
+
+def test_ingestion_rescores_and_delivers_a_signed_warning(api):
+    from service import outbox
+
     client, keys = api
     Hook.received.clear()
     events = [{"customer_id": "C90001", "ts": "2025-06-01T09:00:00Z", "event": "order",
@@ -133,15 +144,54 @@ def test_ingestion_rescores_and_fires_a_signed_webhook(api):
     res = client.post("/v1/events", json={"events": events}, headers=auth(keys["admin"]))
     assert res.status_code == 200, res.text
     body = res.json()
-    assert body["stored"] == 2 and body["rescored"][0]["customer_id"] == "C90001"
-    assert body["rescored"][0]["warning"] == "sent"
-    headers, payload = Hook.received[-1]
-    expected = hmac.new(b"s3cret", payload, hashlib.sha256).hexdigest()
-    assert headers["X-Retention-Signature"] == f"sha256={expected}"
+    assert body["stored"] == 2 and body["as_of"] == "2025-09-01"
+    first = body["rescored"][0]
+    assert first["customer_id"] == "C90001" and first["as_of"] == "2025-09-01"
+    assert first["warning"].startswith("w_") and first["new_warning"] is True
+    headers, payload = _received(1)[-1]
+    assert outbox.verify("s3cret", headers["X-Retention-Signature"], payload)
+    assert not outbox.verify("wrong", headers["X-Retention-Signature"], payload)
+    assert headers["X-Retention-Warning-Id"] == first["warning"]
     assert json.loads(payload)["customer_id"] == "C90001"
+    assert json.loads(payload)["id"] == first["warning"]
     # The same events again: stored once, no second warning (no new crossing).
     res = client.post("/v1/events", json={"events": events}, headers=auth(keys["admin"]))
-    assert "warning" not in res.json()["rescored"][0] and len(Hook.received) == 1
+    assert not res.json()["rescored"][0].get("new_warning") and len(_received(2, 1.0)) == 1
+    listed = client.get("/v1/webhooks/deliveries?customer_id=C90001",
+                        headers=auth(keys["admin"])).json()
+    assert [d["status"] for d in listed] == ["delivered"] and listed[0]["attempts"] == 1
+    assert client.get("/v1/webhooks/deliveries", headers=auth(keys["crm"])).status_code == 403
+    res = client.post(f"/v1/webhooks/deliveries/{first['warning']}/redeliver",
+                      headers=auth(keys["admin"]))
+    assert res.status_code == 200 and res.json()["id"] == first["warning"]
+    again = _received(2)
+    assert len(again) == 2 and again[-1][0]["X-Retention-Warning-Id"] == first["warning"]
+
+
+def test_future_events_are_refused_and_move_nobody(api):
+    client, keys = api
+    before = client.get("/v1/clock", headers=auth(keys["crm"])).json()["as_of"]
+    events = [{"customer_id": "C00003", "ts": "2099-01-01T00:00:00Z", "event": "order",
+               "amount": 5.0, "event_id": "future-1"}]
+    res = client.post("/v1/events", json={"events": events}, headers=auth(keys["admin"]))
+    assert res.status_code == 422 and res.json()["rows"] == [0]
+    assert "future" in res.json()["title"].lower()
+    assert client.get("/v1/clock", headers=auth(keys["crm"])).json()["as_of"] == before
+    risk = client.get("/v1/customers/C00003/risk", headers=auth(keys["crm"])).json()
+    assert risk["as_of"] == before
+
+
+def test_batch_limit_is_enforced(api):
+    client, keys = api
+    services = client.app.state.services
+    limit = services.settings.max_batch
+    services.settings.max_batch = 2
+    try:
+        res = client.post("/v1/score", json={"customer_ids": ["C00001", "C00002", "C00003"]},
+                          headers=auth(keys["crm"]))
+        assert res.status_code == 422 and "limit is 2" in res.json()["detail"]
+    finally:
+        services.settings.max_batch = limit
 
 
 def test_agent_page_search_timeline_and_streamed_chat(api):
