@@ -146,18 +146,20 @@ def text_warning(events: pd.DataFrame, encoder: str, sample: int = 2000) -> str 
             f"vocabulary, so it cannot read those words{hint}")
 
 
-def prepare(events: pd.DataFrame, config: EvaluateConfig,
-            note: Callable[[str], None]) -> tuple[dict[str, pd.DataFrame], Any]:
-    """Backtest snapshots split into fit / val / test (with texts when a text model is asked)."""
+def prepare(events: pd.DataFrame, config: EvaluateConfig, note: Callable[[str], None],
+            production: bool = False) -> tuple[dict[str, pd.DataFrame], Any]:
+    """Backtest snapshots split into fit / val / test (with texts when a text model is asked);
+    ``production``: the refit's fit / val, one horizon later and without a test part."""
     unknown = [m for m in config.models if m not in MODEL_KINDS]
     if unknown:
         raise ValueError(f"unknown model kind {unknown[0]!r}; known: {', '.join(MODEL_KINDS)}")
     plan = plan_backtest(events, config.definition, step=config.step, n_val=config.n_val,
-                         max_train_cutoffs=config.max_train_cutoffs)
+                         max_train_cutoffs=config.max_train_cutoffs, production=production)
     snaps = backtest_snapshots(events, plan, config.definition,
-                               on_cutoff=lambda c: note(f"snapshot {c.date()}"))
+                               on_cutoff=lambda c: note(f"snapshot {c.date()}"),
+                               with_test=not production)
     if any(m in TEXT_KINDS for m in config.models):
-        if config.include_text:
+        if config.include_text and not production:
             warning = text_warning(events, config.lora.encoder)
             if warning:
                 note(warning)
@@ -165,7 +167,7 @@ def prepare(events: pd.DataFrame, config: EvaluateConfig,
         note("serializing histories")
         snaps = add_texts(events, snaps, config.lora, config.include_text)
     parts = {name: snaps[snaps["split"] == name].reset_index(drop=True)
-             for name in ("fit", "val", "test")}
+             for name in (("fit", "val") if production else ("fit", "val", "test"))}
     for name, part in parts.items():
         if part.empty or part["label"].nunique() < 2:
             raise ValueError(f"the {name} snapshots have {len(part)} customers and "

@@ -121,17 +121,23 @@ class BacktestPlan:
 
 def plan_backtest(events: pd.DataFrame, definition: ChurnDefinition, step: int = 30,
                   n_val: int = 1, min_history: int | None = None,
-                  max_train_cutoffs: int | None = None) -> BacktestPlan:
+                  max_train_cutoffs: int | None = None, production: bool = False
+                  ) -> BacktestPlan:
     """Test cutoff = data end - horizon; training cutoffs every ``step`` days from test - horizon.
 
     ``min_history`` (default ``step``) keeps cutoffs that see too little history out;
     ``max_train_cutoffs`` keeps only the most recent ones, to bound training cost.
+
+    ``production``: the plan of the model that is published, shifted one horizon later. Its
+    newest (validation) cutoff is data end - horizon, the latest whose label window the data
+    covers, so the served model learns from the most recent labelled behaviour; its
+    ``test_cutoff`` is data end, where it will score, and has no labels.
     """
     if step < 1 or n_val < 1:
         raise ValueError("step and n_val must be at least 1")
     start, end = data_bounds(events)
     horizon = definition.horizon * DAY
-    test = end - horizon
+    test = end if production else end - horizon
     earliest = start + (step if min_history is None else min_history) * DAY
     cutoffs: list[pd.Timestamp] = []
     cutoff = test - horizon

@@ -40,9 +40,12 @@ def build_snapshots(events: pd.DataFrame, cutoffs: Iterable[pd.Timestamp],
 
 
 def backtest_snapshots(events: pd.DataFrame, plan: BacktestPlan, definition: ChurnDefinition,
-                       on_cutoff: Callable[[pd.Timestamp], None] | None = None) -> pd.DataFrame:
-    """All snapshots of a backtest, with ``split`` set to fit, val or test."""
+                       on_cutoff: Callable[[pd.Timestamp], None] | None = None,
+                       with_test: bool = True) -> pd.DataFrame:
+    """All snapshots of a backtest, with ``split`` set to fit, val or test (``with_test=False``
+    for a production plan, whose test cutoff has no labels yet)."""
     parts = [build_snapshots(events, plan.fit_cutoffs, definition, "fit", on_cutoff),
-             build_snapshots(events, plan.val_cutoffs, definition, "val", on_cutoff),
-             build_snapshots(events, [plan.test_cutoff], definition, "test", on_cutoff)]
+             build_snapshots(events, plan.val_cutoffs, definition, "val", on_cutoff)]
+    if with_test:
+        parts.append(build_snapshots(events, [plan.test_cutoff], definition, "test", on_cutoff))
     return pd.concat(parts, ignore_index=True)

@@ -1,8 +1,17 @@
-"""``retention train``: fit every kind on the backtest, then publish a model version with its card.
+"""``retention train``: fit every kind on the backtest, refit the served model on the newest
+labelled cutoffs, and publish it as a version with its card, current if it passes the gate.
 
 The model card records the data, the protocol and the test metrics of the encoder and hybrid next
 to the baselines trained on the very same snapshots, so nobody has to trust a number without its
-comparison. An interrupted run resumes from ``ROOT/.work/<hash>/last.pt``.
+comparison. Those figures come from the backtest fit (newest training cutoff data end - 2H, so it
+can be tested at data end - H). The published model is then refitted with the same
+hyper-parameters on cutoffs one horizon later (the newest is data end - H): in production it
+learns from the most recent labelled behaviour, which the backtest fit never saw.
+
+Promotion gate: the new version becomes current only when its backtest ROC-AUC is not worse than
+the current version's on the same data and protocol by more than a tolerance (``force``
+overrides); the decision and both figures are recorded in ``metrics.json`` and the card. An
+interrupted run resumes from ``ROOT/.work/<hash>/``.
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ from typing import Any
 import pandas as pd
 from jinja2 import Template
 
-from finetune.artifacts import next_version, publish, staging_dir
+from finetune.artifacts import ModelNotFound, TrainedModel, current, next_version, publish, staging_dir
 from finetune.baselines import BASELINES
 from finetune.evaluate import (
     EvaluateConfig,
@@ -30,7 +39,12 @@ from finetune.evaluate import (
     score_models,
 )
 from finetune.features import FEATURE_COLUMNS
+from finetune.labels import data_bounds
+from finetune.metrics import best_f1_threshold
 from finetune.serialize import SERIALIZATION_VERSION
+
+SERVED_KINDS = ("encoder", "hybrid")
+GATE_KIND = "hybrid"
 
 # The published model: the baselines for the card, the encoder and its stack with LightGBM.
 TRAINED_KINDS = (*BASELINES, "encoder", "hybrid")
@@ -74,6 +88,21 @@ Hybrid minus LightGBM ROC-AUC: {{ '%+.4f'|format(r.models.hybrid.auc_diff) }} (9
 {{ '%+.4f'|format(r.models.hybrid.auc_diff_ci[0]) }} to {{ '%+.4f'|format(r.models.hybrid.auc_diff_ci[1]) }},
 paired bootstrap over test customers; better in {{ '%.0f'|format(100 * r.models.hybrid.p_better) }}% of resamples).
 {% endif %}
+## What these figures refer to
+The table is the backtest fit (training cutoffs up to {{ r.backtest.val_cutoffs[-1] }}), tested at
+{{ r.test_cutoff }} on data it never saw. {% if r.published.refit -%}
+The published model was then refitted with the same hyper-parameters on cutoffs
+{{ r.published.fit_cutoffs|join(', ') }} and validation {{ r.published.val_cutoffs|join(', ') }}
+(the newest labelled cutoff: data end - horizon; data {{ r.published.data_start }} to
+{{ r.published.data_end }}), so it has no test figure of its own: its validation ROC-AUC is
+{% for k, v in r.published.validation_auc.items() %}{{ k }} {{ '%.3f'|format(v) }}{{ ', ' if not loop.last }}{% endfor %}.
+{%- else -%}
+The published model is that backtest fit (no refit).
+{%- endif %}
+
+## Promotion
+{{ r.promotion.decision }}: {{ r.promotion.reason }}
+
 Training took {{ '%.0f'|format(seconds) }} s on {{ machine }}.
 {% for note in r.notes %}
 Note: {{ note }}.
@@ -93,9 +122,94 @@ def run_hash(events: pd.DataFrame, config: EvaluateConfig) -> str:
     return digest.hexdigest()[:16]
 
 
+def data_signature(events: pd.DataFrame) -> str:
+    """Which data a backtest ran on: equal signatures make two versions' figures comparable."""
+    digest = hashlib.sha256(pd.util.hash_pandas_object(
+        events[["customer_id", "ts", "event"]], index=False).to_numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _protocol(config: EvaluateConfig, test_cutoff: str) -> dict[str, Any]:
+    protocol = {"definition": config.definition.to_dict(), "step": config.step,
+                "n_val": config.n_val, "test_cutoff": test_cutoff}
+    return json.loads(json.dumps(protocol))  # as metrics.json holds it (tuples as lists)
+
+
+def refit(events: pd.DataFrame, config: EvaluateConfig, note: Callable[[str], None]
+          ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The served kinds fitted again, one horizon later (newest cutoff: data end - H)."""
+    config = replace(config, models=SERVED_KINDS,
+                     checkpoint_dir=config.checkpoint_dir / "refit" if config.checkpoint_dir
+                     else None)
+    note("refitting the published model on the newest labelled cutoffs")
+    parts, plan = prepare(events, config, note, production=True)
+    models = fit_models(parts, config, note)
+    val = parts["val"]
+    from sklearn.metrics import roc_auc_score
+
+    info = {"refit": True, **{k: v for k, v in plan.to_dict().items() if k != "test_cutoff"},
+            "n_fit": len(parts["fit"]), "n_val": len(val),
+            "thresholds": {k: best_f1_threshold(val["label"].to_numpy(),
+                                                models[k].predict_proba(val))
+                           for k in SERVED_KINDS},
+            "validation_auc": {k: float(roc_auc_score(val["label"], models[k].predict_proba(val)))
+                               for k in SERVED_KINDS}}
+    return models, info
+
+
+def promotion(root: Path, events: pd.DataFrame, parts: dict[str, pd.DataFrame],
+              result: dict[str, Any], signature: str, protocol: dict[str, Any],
+              tolerance: float, force: bool) -> dict[str, Any]:
+    """Should the new version become current? Compared with the current version on the same
+    data and protocol: its recorded backtest when it ran on this very data, else the current
+    model scored on this backtest's test customers when its training data ended before the
+    test cutoff (so it never saw that window); otherwise there is nothing fair to compare."""
+    new_auc = float(result["models"][GATE_KIND]["auc"])
+    out: dict[str, Any] = {"kind": GATE_KIND, "new_auc": new_auc, "current_auc": None,
+                           "tolerance": tolerance, "forced": force, "current": None}
+    try:
+        now = current(root)
+    except ModelNotFound:
+        return {**out, "decision": "promoted", "reason": "the first version of this model root"}
+    out["current"] = now
+    vdir = root / "versions" / now
+    metrics = json.loads((vdir / "metrics.json").read_text())
+    cfg = json.loads((vdir / "config.json").read_text())
+    if metrics.get("data_signature") == signature and metrics.get("protocol") == protocol:
+        out["current_auc"] = float(metrics["models"][GATE_KIND]["auc"])
+        out["basis"] = "the current version's backtest on the same data and protocol"
+    elif cfg.get("trained_through") and cfg["trained_through"] <= protocol["test_cutoff"] and (
+            cfg["definition"] == protocol["definition"]):
+        from sklearn.metrics import roc_auc_score
+
+        model = TrainedModel.load(vdir)
+        test = parts["test"]
+        cutoff = pd.Timestamp(protocol["test_cutoff"], tz="UTC")
+        feats, _ = model.snapshot(events, cutoff, list(test["customer_id"]))
+        out["current_auc"] = float(roc_auc_score(test["label"], model.predict(feats)))
+        out["basis"] = "the current model scored on this backtest's test customers (unseen)"
+    else:
+        out["basis"] = "none: the current version ran on other data and saw this test window"
+    if out["current_auc"] is None:
+        return {**out, "decision": "promoted",
+                "reason": f"no comparable figure for {now} ({out['basis']})"}
+    worse = out["current_auc"] - new_auc
+    if worse > tolerance and not force:
+        return {**out, "decision": "kept " + now, "reason": (
+            f"{GATE_KIND} ROC-AUC {new_auc:.4f} is {worse:.4f} below {now}'s "
+            f"{out['current_auc']:.4f} ({out['basis']}), more than the tolerance {tolerance}; "
+            "`retention models use` or --force makes it current")}
+    verdict = "forced" if worse > tolerance else "not worse than the tolerance allows"
+    return {**out, "decision": "promoted", "reason": (
+        f"{GATE_KIND} ROC-AUC {new_auc:.4f} against {now}'s {out['current_auc']:.4f} "
+        f"({out['basis']}): {verdict} (tolerance {tolerance})")}
+
+
 def train(events: pd.DataFrame, config: EvaluateConfig, root: Path, dataset: str,
-          progress: Callable[[str], None] | None = None) -> tuple[str, dict[str, Any]]:
-    """Fit, score, and publish a new version under ``root``; returns (version, metrics)."""
+          progress: Callable[[str], None] | None = None, refit_published: bool = True,
+          tolerance: float = 0.005, force: bool = False) -> tuple[str, dict[str, Any]]:
+    """Fit, score, refit, gate and publish a new version under ``root``; returns (version,
+    metrics). The version is always written; it becomes current when the gate allows."""
     note = progress or (lambda _msg: None)
     started = time.time()
     work = root / ".work" / run_hash(events, config)
@@ -105,16 +219,33 @@ def train(events: pd.DataFrame, config: EvaluateConfig, root: Path, dataset: str
     result["encoder"] = config.lora.to_dict()
     models = fit_models(parts, config, note)
     result["models"], _ = score_models(models, config.models, parts["val"], parts["test"])
+    signature = data_signature(events)
+    protocol = _protocol(config, result["test_cutoff"])
+    result["data_signature"], result["protocol"] = signature, protocol
+    thresholds = {k: v["threshold"] for k, v in result["models"].items()}
+    if refit_published:
+        published, info = refit(events, config, note)
+        thresholds.update(info.pop("thresholds"))
+    else:
+        published, info = models, {"refit": False}
+    result["published"] = info
+    result["promotion"] = promotion(root, events, parts, result, signature, protocol,
+                                    tolerance, force)
     seconds = time.time() - started
 
     stage = staging_dir(root)
-    models["encoder"].save(stage)
-    models["hybrid"].save(stage)
+    published["encoder"].save(stage)
+    published["hybrid"].save(stage)
+    end = data_bounds(events)[1]
     cfg = {"dataset": dataset, "definition": config.definition.to_dict(),
            "serialization_version": SERIALIZATION_VERSION, "lora": config.lora.to_dict(),
            "include_text": config.include_text, "features": list(FEATURE_COLUMNS),
            "step": config.step, "n_val": config.n_val, "test_cutoff": result["test_cutoff"],
-           "thresholds": {k: v["threshold"] for k, v in result["models"].items()}}
+           "refit": info["refit"],
+           # the newest day whose events its training read (labels included)
+           "trained_through": str((end if info["refit"] else pd.Timestamp(
+               result["test_cutoff"], tz="UTC")).date()),
+           "thresholds": thresholds}
     (stage / "config.json").write_text(json.dumps(cfg, indent=2))
     (stage / "metrics.json").write_text(json.dumps({**result, "train_seconds": seconds}, indent=2))
     card = CARD.render(version=next_version(root),
@@ -124,7 +255,7 @@ def train(events: pd.DataFrame, config: EvaluateConfig, root: Path, dataset: str
                        include_text=config.include_text, seconds=seconds,
                        machine=f"{platform.machine()} ({'GPU' if _cuda() else 'CPU'})")
     (stage / "MODEL_CARD.md").write_text(card)
-    version = publish(root, stage)
+    version = publish(root, stage, make_current=result["promotion"]["decision"] == "promoted")
     shutil.rmtree(work, ignore_errors=True)
     return version, result
 

@@ -110,7 +110,8 @@ def demo_cmd(
     report_path = write_text_atomic(json.dumps(result, indent=2),
                                     home / "reports" / "demo_evaluation.json")
     cli_model.print_table(result)
-    out.print(f"model: {root / 'versions' / version} (card: MODEL_CARD.md)")
+    cli_model.print_publication(root, version, result)
+    out.print(f"model card: {root / 'versions' / version / 'MODEL_CARD.md'}")
     out.print(f"report: {report_path}")
     cli_assistant.explain_top(frame, settings, root, explain, home / "reports")
     if serve:

@@ -181,8 +181,16 @@ def train_cmd(
     encoder_max_examples: MaxExamples = 3000, seed: Seed = 0, map_: Maps = None,
     mapping: MappingFile = None, sql_url: SqlUrl = None, query: Query = None,
     drop_invalid: DropInvalid = False,
+    refit: Annotated[bool, typer.Option(help="refit the published model on the newest "
+                                             "labelled cutoffs (data end - horizon)")] = True,
+    tolerance: Annotated[float, typer.Option(min=0.0, max=1.0, help=(
+        "promotion gate: become current unless the backtest ROC-AUC is this much below the "
+        "current version's on the same data and protocol"))] = 0.005,
+    force: Annotated[bool, typer.Option(help="become current whatever the gate says")] = False,
 ) -> None:
-    """Train the LoRA encoder and the hybrid, publish a new version and make it current."""
+    """Backtest the LoRA encoder and the hybrid (the card's figures), refit the published model
+    on the newest labelled cutoffs, and publish a new version; it becomes current when it is
+    not worse than the current one (the gate), or with --force."""
     frame, name = load_cli_events(events, sql_url, query, map_, mapping, drop_invalid)
     config = EvaluateConfig(
         definition=_definition(kind, horizon, lookback, activity, min_prior), step=step,
@@ -192,9 +200,23 @@ def train_cmd(
                    lora_dropout, target_modules, seed))
     with progress_bar(None, "training") as tracker:
         config.step_progress = tracker.steps
-        version, result = train(frame, config, out_dir, dataset=name, progress=tracker)
+        version, result = train(frame, config, out_dir, dataset=name, progress=tracker,
+                                refit_published=refit, tolerance=tolerance, force=force)
     print_table(result)
-    out.print(f"published {out_dir / 'versions' / version} (current)")
+    print_publication(out_dir, version, result)
+
+
+def print_publication(root: Path, version: str, result: dict[str, Any]) -> None:
+    """Where the version went, what it was refitted on, and the gate's decision."""
+    pub, gate = result["published"], result["promotion"]
+    if pub.get("refit"):
+        out.print(f"refitted on cutoffs {pub['fit_cutoffs'][0]} .. {pub['val_cutoffs'][-1]} "
+                  f"(newest labelled: data end - {result['horizon']} days); the table above is "
+                  "the backtest fit", highlight=False, soft_wrap=True)
+    state = "current" if gate["decision"] == "promoted" else f"not current: {gate['decision']}"
+    out.print(f"published {root / 'versions' / version} ({state})", highlight=False,
+              soft_wrap=True)
+    out.print(f"promotion: {gate['reason']}", highlight=False, soft_wrap=True)
 
 
 @models_app.command("list")

@@ -41,6 +41,11 @@ def serve_cmd(host: Annotated[str, typer.Option(help="bind address")] = "127.0.0
                 workers=workers, log_level="info")
 
 
+def chat_link(host: str, port: int, key: str) -> str:
+    """The address the demo prints: the key rides in the fragment, which browsers never send."""
+    return f"http://{host}:{port}/#key={key}"
+
+
 def serve_demo(settings: Settings, events, host: str, port: int) -> None:
     """The main job's last step: the service on embedded defaults, with the demo data loaded.
 
@@ -62,7 +67,7 @@ def serve_demo(settings: Settings, events, host: str, port: int) -> None:
         key = db.create_key(session, "demo agent", "agent")
     engine.dispose()
     err.print("an 'agent' API key was created for the demo (stored hashed; this is the only copy)")
-    out.print(f"chat page: http://{host}:{port}/#key={key}", highlight=False, soft_wrap=True)
+    out.print(f"chat page: {chat_link(host, port, key)}", highlight=False, soft_wrap=True)
     out.print(f"API docs:  http://{host}:{port}/docs   (stop with Ctrl-C)", highlight=False)
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
 

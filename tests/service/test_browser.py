@@ -33,7 +33,8 @@ def served(tmp_path_factory, trained_model, synthetic):
         pytest.fail("Debian's chromium is not installed: apt-get install -y chromium "
                     "(.ci/run does this)")
     home = tmp_path_factory.mktemp("web")
-    settings = Settings(home=home, model_dir=trained_model, llm_backend="none")
+    settings = Settings(home=home, model_dir=trained_model, llm_backend="none", rescore_at="",
+                        as_of="data")
     with db.sessions(db.engine_for(settings.db_url))() as session:
         db.upsert_events(session, synthetic[0][synthetic[0]["customer_id"] < "C00020"])
         key = db.create_key(session, "browser test", "agent")
@@ -46,7 +47,7 @@ def served(tmp_path_factory, trained_model, synthetic):
         if server.started:
             break
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", key
+    yield port, key
     server.should_exit = True
     thread.join(timeout=10)
 
@@ -54,16 +55,22 @@ def served(tmp_path_factory, trained_model, synthetic):
 def test_agent_finds_customer_sees_reasons_and_chats(served):
     from playwright.sync_api import expect, sync_playwright
 
-    url, key = served
+    from service.cli_service import chat_link
+
+    port, key = served
+    link = chat_link("127.0.0.1", port, key)  # exactly what `retention demo` prints
     SHOTS.mkdir(parents=True, exist_ok=True)
+    errors: list[str] = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
             "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync"])
         page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.goto(url)
-        page.fill("#key", key)
-        page.dispatch_event("#key", "change")
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(link)
+        # The key was read from the address, which no longer shows it.
+        expect(page.locator("#hits div").first).to_be_visible(timeout=30_000)
+        assert page.input_value("#key") == key and "key=" not in page.url
         page.fill("#q", "C0000")
         first = page.locator("#hits div").first
         expect(first).to_be_visible(timeout=30_000)
@@ -76,5 +83,7 @@ def test_agent_finds_customer_sees_reasons_and_chats(served):
         page.click("#send")
         expect(page.locator("#log .msg.bot")).to_contain_text("[", timeout=60_000)
         page.screenshot(path=str(SHOTS / "chat_page.png"), full_page=True)
-        assert "%" in page.inner_text("#riskbody")
+        risk = page.inner_text("#riskbody")
+        assert "%" in risk and "as of 2025-06-" in risk  # the data clock: the day after the data
         browser.close()
+    assert errors == [], errors

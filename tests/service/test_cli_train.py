@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -21,11 +22,15 @@ def test_train_publish_evaluate_and_roll_back(tmp_path):
     res = runner.invoke(app, ["demo-data", "--customers", "150", "--days", "420", "-o", str(data)])
     assert res.exit_code == 0, res.output
     events = str(data / "events.parquet")
-    for seed in ("0", "1"):
-        res = runner.invoke(app, ["train", "--events", events, "--out", str(root), "--seed", seed,
-                                  *TINY])
-        assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["train", "--events", events, "--out", str(root), "--no-refit",
+                              *TINY])
+    assert res.exit_code == 0, res.output
+    assert "the first version" in res.output
+    res = runner.invoke(app, ["train", "--events", events, "--out", str(root), "--seed", "1",
+                              "--tolerance", "1", *TINY])
+    assert res.exit_code == 0, res.output
     assert (root / "CURRENT").read_text().strip() == "v0002"
+    assert "same data and protocol" in res.output and "refitted on cutoffs" in res.output
     version = root / "versions" / "v0002"
     for name in ("adapter/adapter_config.json", "head.safetensors", "calibration.json",
                  "lightgbm.txt", "stacker.json", "config.json", "metrics.json", "MODEL_CARD.md"):
@@ -51,18 +56,48 @@ def test_train_publish_evaluate_and_roll_back(tmp_path):
         assert enc["early_stopping_rows"] == metrics["n_val"]
     assert not (root / ".work").exists() or not any((root / ".work").iterdir())
 
-    res = runner.invoke(app, ["evaluate", "--events", events, "--model", str(root), "--json"])
+    # The published model learnt from the newest labelled cutoff (data end - H), one horizon
+    # after the backtest fit whose figures the card shows.
+    config = json.loads((version / "config.json").read_text())
+    frame = pd.read_parquet(events)
+    end = frame["ts"].max().normalize() + pd.Timedelta(days=1)
+    published = metrics["published"]
+    assert config["refit"] and published["refit"]
+    assert published["val_cutoffs"] == [str((end - pd.Timedelta(days=60)).date())]
+    assert published["val_cutoffs"][-1] > metrics["backtest"]["val_cutoffs"][-1]
+    assert config["trained_through"] == str(end.date())
+    assert "refitted with the same hyper-parameters" in card and "## Promotion" in card
+
+    # The backtest fit (no refit, v0001) reproduces its own test metrics on the same data.
+    first = json.loads((root / "versions" / "v0001" / "metrics.json").read_text())
+    res = runner.invoke(app, ["evaluate", "--events", events, "--model",
+                              str(root / "versions" / "v0001"), "--json"])
     assert res.exit_code == 0, res.output
     scored = json.loads(res.stdout.strip().splitlines()[-1])
-    # Same data, same test cutoff: the saved model reproduces its own test metrics.
     for kind in ("encoder", "hybrid"):
-        assert scored["models"][kind]["auc"] == pytest.approx(metrics["models"][kind]["auc"],
+        assert scored["models"][kind]["auc"] == pytest.approx(first["models"][kind]["auc"],
                                                               abs=1e-6)
+
+    # The gate: a current version that did much better on the same data and protocol stays
+    # current; --force overrides it.
+    metrics["models"]["hybrid"]["auc"] = 0.999
+    (version / "metrics.json").write_text(json.dumps(metrics))
+    res = runner.invoke(app, ["train", "--events", events, "--out", str(root), *TINY])
+    assert res.exit_code == 0, res.output
+    assert "kept v0002" in res.output and "0.9990" in res.output
+    assert (root / "CURRENT").read_text().strip() == "v0002"
+    assert json.loads((root / "versions" / "v0003" / "metrics.json").read_text())[
+        "promotion"]["decision"] == "kept v0002"
+    res = runner.invoke(app, ["train", "--events", events, "--out", str(root), "--force",
+                              "--seed", "2", *TINY])
+    assert res.exit_code == 0 and (root / "CURRENT").read_text().strip() == "v0004"
+    assert "forced" in res.output
+    (root / "CURRENT").write_text("v0002\n")
 
     res = runner.invoke(app, ["models", "rollback", str(root)])
     assert res.exit_code == 0 and (root / "CURRENT").read_text().strip() == "v0001"
     res = runner.invoke(app, ["models", "list", str(root)])
-    assert "v0001" in res.stdout and "v0002" in res.stdout
+    assert "v0001" in res.stdout and "v0004" in res.stdout
     res = runner.invoke(app, ["models", "rollback", str(root)])
     assert res.exit_code == 2 and "oldest" in res.output
 
