@@ -5,7 +5,12 @@ then C clients each send `POST /v1/score` for one random stored customer, back t
 seconds. A request is lost if it raises or does not return 200. Prints JSON: requests, lost,
 throughput, latency percentiles.
 
+``--batch-customers N`` measures starvation in the same run: the clients run once alone, then
+again while one more client sends batches of N customers back to back (a CRM's nightly sync);
+the JSON gives both phases and the ratio of the single requests' p50/p95 latency.
+
     .venv/bin/python bench/load_test.py --model MODEL --events EVENTS [--clients 20 --seconds 60]
+    .venv/bin/python bench/load_test.py --model MODEL --events EVENTS --clients 2 --batch-customers 1000
 """
 
 from __future__ import annotations
@@ -63,14 +68,31 @@ async def client(http: httpx.AsyncClient, key: str, ids: list[str], until: float
         out.append((time.perf_counter() - started, status))
 
 
-async def run(base: str, key: str, ids: list[str], clients: int, seconds: float) -> dict:
+async def batcher(http: httpx.AsyncClient, key: str, ids: list[str], n: int, until: float,
+                  out: list[tuple[float, int]]) -> None:
+    rng = random.Random(99)
+    while time.monotonic() < until:
+        started = time.perf_counter()
+        try:
+            res = await http.post("/v1/score", json={"customer_ids": rng.sample(ids, n)},
+                                  headers={"Authorization": f"Bearer {key}"})
+            status = res.status_code
+        except httpx.HTTPError:
+            status = -1
+        out.append((time.perf_counter() - started, status))
+
+
+async def run(base: str, key: str, ids: list[str], clients: int, seconds: float,
+              batch: int = 0) -> dict:
     results: list[tuple[float, int]] = []
-    limits = httpx.Limits(max_connections=clients)
-    async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as http:
+    batches: list[tuple[float, int]] = []
+    limits = httpx.Limits(max_connections=clients + 1)
+    async with httpx.AsyncClient(base_url=base, timeout=600, limits=limits) as http:
         until = time.monotonic() + seconds
         started = time.perf_counter()
+        extra = [batcher(http, key, ids, batch, until, batches)] if batch else []
         await asyncio.gather(*(client(http, key, ids, until, random.Random(i), results)
-                               for i in range(clients)))
+                               for i in range(clients)), *extra)
         wall = time.perf_counter() - started
     lat = np.array([r[0] for r in results])
     ok = sum(1 for r in results if r[1] == 200)
@@ -79,7 +101,12 @@ async def run(base: str, key: str, ids: list[str], clients: int, seconds: float)
             "throughput_rps": round(len(results) / wall, 2),
             "latency_p50_ms": round(float(np.percentile(lat, 50)) * 1000, 1),
             "latency_p99_ms": round(float(np.percentile(lat, 99)) * 1000, 1),
-            "latency_max_ms": round(float(lat.max()) * 1000, 1)}
+            "latency_p95_ms": round(float(np.percentile(lat, 95)) * 1000, 1),
+            "latency_max_ms": round(float(lat.max()) * 1000, 1),
+            **({"batches": len(batches), "batch_customers": batch,
+                "batch_statuses": sorted({b[1] for b in batches}),
+                "batch_latency_p50_s": round(float(np.percentile([b[0] for b in batches], 50)), 1)
+                if batches else None} if batch else {})}
 
 
 def main() -> None:
@@ -88,13 +115,16 @@ def main() -> None:
     ap.add_argument("--events", type=Path, required=True)
     ap.add_argument("--clients", type=int, default=20)
     ap.add_argument("--seconds", type=float, default=60)
+    ap.add_argument("--batch-customers", type=int, default=0,
+                    help="also run a phase with one client sending batches of N customers")
     args = ap.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="retention-load-"))
     key, ids = prepare(home, args.events)
     port = free_port()
     env = {**os.environ, "RETENTION_HOME": str(home), "RETENTION_MODEL_DIR": str(args.model),
-           "RETENTION_LLM_BACKEND": "none"}
+           "RETENTION_LLM_BACKEND": "none", "RETENTION_RESCORE_AT": "",
+           "RETENTION_MAX_BATCH": str(max(1000, args.batch_customers))}
     server = subprocess.Popen([str(ROOT / ".venv/bin/retention"), "serve", "--port", str(port)],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
@@ -109,6 +139,12 @@ def main() -> None:
         else:
             raise SystemExit("the service did not become ready")
         result = asyncio.run(run(base, key, ids, args.clients, args.seconds))
+        if args.batch_customers:
+            busy = asyncio.run(run(base, key, ids, args.clients, args.seconds,
+                                   args.batch_customers))
+            result = {"alone": result, "with_batches": busy, "p50_ratio": round(
+                busy["latency_p50_ms"] / result["latency_p50_ms"], 2), "p95_ratio": round(
+                busy["latency_p95_ms"] / result["latency_p95_ms"], 2)}
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -107,19 +107,31 @@ def _sample(events: pd.DataFrame, n: int | None) -> pd.DataFrame:
     return events[events["customer_id"].isin(set(ids.iloc[order[:n]]))].reset_index(drop=True)
 
 
-def _train(events: pd.DataFrame, start: pd.Timestamp, horizon: int, root: Path) -> Path:
+def _train(events: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, horizon: int,
+           root: Path) -> tuple[Path, str]:
+    """A model that has never seen the replayed days: trained on the events before ``start``.
+    When they span too little for the horizon (Online Retail has one year), the backtest fit on
+    the events before ``end`` is used instead, and the result says that this model saw the
+    window's outcomes (its precision and recall are then optimistic)."""
     from finetune.evaluate import EvaluateConfig
     from finetune.labels import ChurnDefinition
     from finetune.lora import LoraConfig
     from finetune.train import train
 
-    before = events[events["ts"] < start]
     config = EvaluateConfig(definition=ChurnDefinition(horizon=horizon),
                             lora=LoraConfig(max_tokens=64, epochs=1),
                             encoder_max_examples=1500)
-    train(before, config, root, dataset="replay-train",
-          progress=lambda m: print(f"train: {m}", file=sys.stderr, flush=True))
-    return root
+    note = lambda m: print(f"train: {m}", file=sys.stderr, flush=True)
+    try:
+        train(events[events["ts"] < start], config, root, dataset="replay-train", progress=note)
+        return root, "trained on the events before the start date only"
+    except ValueError as exc:
+        note(f"{exc}: training on the events before the replay's end instead")
+    _, result = train(events[events["ts"] < end], config, root, dataset="replay-train",
+                      progress=note, refit_published=False)
+    return root, ("PARTLY IN-SAMPLE: the events before the start span too little for the "
+                  "horizon, so the model is the backtest fit on the events before the replay's "
+                  f"end; its training labels reach {result['test_cutoff']}, inside the window")
 
 
 def _rows(frame: pd.DataFrame) -> list[dict]:
@@ -130,6 +142,46 @@ def _rows(frame: pd.DataFrame) -> list[dict]:
         r["event"] = str(r["event"])
         out.append({k: v for k, v in r.items() if v is not None})
     return out
+
+
+def warning_outcomes(events: pd.DataFrame, warnings: pd.DataFrame,
+                     rescore_dates: list[pd.Timestamp], definition: Any, start: pd.Timestamp,
+                     end: pd.Timestamp) -> dict[str, Any]:
+    """Did the warnings mean something? Judged with the model's own churn definition.
+
+    precision: warned customers with no order in the horizon after their warning's date (the
+    label the model predicts, ``churn_labels`` at that date); base_rate: the churn rate of the
+    eligible customers at the rescoring dates; recall: customers whose last order falls in the
+    window early enough that they count as gone (last order + H) inside it, warned between
+    their last order and that moment; median_lead_days: from that first warning to gone."""
+    from finetune.labels import churn_labels, eligible_customers
+
+    H = definition.horizon * DAY
+    w = warnings.assign(when=pd.to_datetime(warnings["as_of"]).dt.tz_localize("UTC"))
+    churned = pd.Series(False, index=w.index)
+    for when, rows in w.groupby("when"):
+        ids = pd.Index(rows["customer_id"].astype(str), dtype="string")
+        labels = churn_labels(events, when, ids, definition).to_numpy()
+        churned[rows.index] = labels.astype(bool)
+    base = []
+    for when in rescore_dates:
+        ids = eligible_customers(events, when, definition)
+        if len(ids):
+            base.append(float(churn_labels(events, when, ids, definition).mean()))
+    orders = events[events["event"].isin(list(definition.activity_events))]
+    last = orders.groupby("customer_id", observed=True)["ts"].max()
+    churners = last[(last >= start) & (last.dt.normalize() + DAY + H <= end)]
+    lead = []
+    for cid, when_last in churners.items():
+        gone = when_last.normalize() + DAY + H
+        mine = w[(w["customer_id"] == cid) & (w["when"] > when_last) & (w["when"] <= gone)]
+        if len(mine):
+            lead.append((gone - mine["when"].min()).days)
+    return {"precision": float(churned.mean()) if len(w) else None,
+            "base_rate": float(np.mean(base)) if base else None,
+            "recall": len(lead) / len(churners) if len(churners) else None,
+            "churners": len(churners), "warned_churners": len(lead),
+            "median_lead_days": float(np.median(lead)) if lead else None}
 
 
 class Service:
@@ -176,7 +228,6 @@ class Service:
 def main() -> None:
     from assistant.stream import StreamConfig, score_file
     from finetune.artifacts import TrainedModel
-    from finetune.labels import churn_labels, eligible_customers
     from finetune.loaders import load_events, write_events
     from service import db
 
@@ -206,7 +257,10 @@ def main() -> None:
     horizon = horizon or 90
     end = data_end - horizon * DAY  # the last day whose outcome window the data covers
     start = end - args.weeks * 7 * DAY
-    model = args.model or _train(events, start, horizon, work / "models")
+    if args.model is not None:
+        model, model_note = args.model, "given with --model"
+    else:
+        model, model_note = _train(events, start, end, horizon, work / "models")
     train_s = time.time() - started
     definition = TrainedModel.load(model).definition
 
@@ -279,45 +333,13 @@ def main() -> None:
                        "max_abs_diff": float((ref[both] - mine[both]).abs().max())})
     timings["offline"] = time.time() - t0
 
-    # ---- did the warnings mean something? ----------------------------------------------------
-    orders = events[events["event"].isin(list(definition.activity_events))]
-    ns = orders["ts"].dt.tz_convert("UTC").dt.tz_localize(None).astype("int64")
-    by_customer = {c: np.sort(v.to_numpy()) for c, v in ns.groupby(
-        orders["customer_id"].astype(str))}
-    H = horizon * DAY
-
-    def ordered_within(cid: str, since: pd.Timestamp) -> bool:
-        """An order in [since, since + H): the churn definition's label window."""
-        ts = by_customer.get(cid)
-        if ts is None:
-            return False
-        lo = since.tz_convert("UTC").tz_localize(None).value
-        i = np.searchsorted(ts, lo, side="left")
-        return bool(i < len(ts) and ts[i] < lo + H.value)
-
-    w = warnings.assign(when=pd.to_datetime(warnings["as_of"]).dt.tz_localize("UTC"))
-    w["churned"] = [not ordered_within(c, t) for c, t in zip(w["customer_id"], w["when"])]
-    base = []
-    for when in rescore_dates:
-        ids = eligible_customers(events, when, definition)
-        if len(ids):
-            base.append(float(churn_labels(events, when, ids, definition).mean()))
-    # Eventual churners: last order inside the window, early enough that "gone" (last + H) is
-    # inside it too.
-    last = orders.groupby("customer_id", observed=True)["ts"].max()
-    churners = last[(last >= start) & (last + H < end)]
-    lead = []
-    for cid, when_last in churners.items():
-        gone = when_last.normalize() + DAY + H
-        mine = w[(w["customer_id"] == cid) & (w["when"] > when_last) & (w["when"] <= gone)]
-        if len(mine):
-            lead.append((gone - mine["when"].min()).days)
+    outcome = warning_outcomes(events, warnings, rescore_dates, definition, start, end)
     delivered_ids = set(warnings.loc[warnings["status"] == "delivered", "id"])
     result = {
         "dataset": args.events.name, "horizon": horizon, "customers": int(
             events["customer_id"].nunique()), "start": str(start.date()), "end": str(end.date()),
         "days": len(days), "events_posted": posted, "rescorings": len(rescore_dates),
-        "threshold": args.threshold, "model": str(model),
+        "threshold": args.threshold, "model": str(model), "model_note": model_note,
         "warnings": {
             "raised": len(warnings), "delivered": len(delivered_ids),
             "lost": len(set(warnings["id"]) - set(receiver.accepted)),
@@ -325,11 +347,7 @@ def main() -> None:
             "refused_first_attempts": receiver.refused, "attempts": receiver.attempts,
             "bad_signatures": receiver.bad_signatures,
             "status": warnings["status"].value_counts().to_dict()},
-        "precision": float(w["churned"].mean()) if len(w) else None,
-        "base_rate": float(np.mean(base)) if base else None,
-        "recall": len(lead) / len(churners) if len(churners) else None,
-        "churners": len(churners),
-        "median_lead_days": float(np.median(lead)) if lead else None,
+        **outcome,
         "consistency": checks,
         "max_abs_diff": max(c["max_abs_diff"] for c in checks),
         "seconds": {"total": round(time.time() - started, 1), "train": round(train_s, 1),

@@ -29,7 +29,14 @@ from typing import Any
 import pandas as pd
 from jinja2 import Template
 
-from finetune.artifacts import ModelNotFound, TrainedModel, current, next_version, publish, staging_dir
+from finetune.artifacts import (
+    ModelNotFound,
+    TrainedModel,
+    current,
+    next_version,
+    publish,
+    staging_dir,
+)
 from finetune.baselines import BASELINES
 from finetune.evaluate import (
     EvaluateConfig,

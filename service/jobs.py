@@ -87,6 +87,12 @@ class ReportJobs:
                     setattr(row, key, value)
                 session.commit()
 
+    def _previous(self, ids: list[str], as_of: str) -> dict[str, float]:
+        from service.scores import previous_scores
+
+        with self.services.Session() as session:
+            return previous_scores(session, ids, as_of)
+
     def run(self, job_id: str) -> None:
         with self.services.Session() as session:
             row = session.get(db.ReportJobRow, job_id)
@@ -101,7 +107,8 @@ class ReportJobs:
                 raise ValueError("no events are stored: ingest events before asking for a report")
             run_report(self.services.assistant, events, self.folder(job_id), ReportConfig(**params),
                        progress=lambda done, total: self._update(job_id, done=done, total=total),
-                       lock=self.services.gate, should_stop=self._stop.is_set)
+                       lock=self.services.gate, should_stop=self._stop.is_set,
+                       previous=self._previous)
             self._update(job_id, status="done", finished_at=db.now())
         except Interrupted:
             self._update(job_id, status="queued")

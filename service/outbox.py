@@ -131,7 +131,7 @@ class Sender:
             try:
                 while self.deliver_due() and not self._stop.is_set():
                     pass
-            except Exception:  # noqa: BLE001 - a broken pass must not end delivery for good
+            except Exception:
                 log.exception("warning delivery pass failed")
             self._wake.wait(self.config.poll_s)
             self._wake.clear()

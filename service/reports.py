@@ -89,9 +89,13 @@ class Interrupted(Exception):
 def run_report(helper: Assistant, events: pd.DataFrame, out: Path, config: ReportConfig,
                progress: Callable[[int, int], None] | None = None,
                lock: AbstractContextManager | None = None,
-               should_stop: Callable[[], bool] | None = None) -> dict[str, Path]:
+               should_stop: Callable[[], bool] | None = None,
+               previous: Callable[[list[str], str], dict[str, float]] | None = None
+               ) -> dict[str, Path]:
     """``lock`` is held per chunk and per card, so a service keeps answering during a report;
-    ``should_stop`` is asked between them, so a stopping service never waits for a report."""
+    ``should_stop`` is asked between them, so a stopping service never waits for a report.
+    ``previous(ids, as_of)``: each customer's stored score at the latest earlier date (the
+    service's score history), for the "newly at risk" section and columns."""
     lock = lock or nullcontext()
 
     def checkpoint() -> None:
@@ -129,10 +133,20 @@ def run_report(helper: Assistant, events: pd.DataFrame, out: Path, config: Repor
                          .model_dump(mode="json"))
     paths = {"csv": out / "risk_report.csv", "parquet": out / "risk_report.parquet",
              "html": out / "risk_report.html"}
-    crm = table[["customer_id", "probability", "band", "top_reasons", "action_ids"]]
+    newly = None
+    if previous is not None:
+        before = previous(list(table["customer_id"]), cutoff.date().isoformat())
+        high = helper.scorer.bands.high
+        table["previous_probability"] = table["customer_id"].map(before).astype(float)
+        table["newly_at_risk"] = (table["probability"] >= high) & ~(
+            table["previous_probability"] >= high)
+        newly = table[table["newly_at_risk"]].to_dict("records")
+    columns = ["customer_id", "probability", "band", "top_reasons", "action_ids"]
+    crm = table[columns + (["previous_probability", "newly_at_risk"] if newly is not None
+                           else [])]
     _atomic_frame(crm, paths["csv"], "csv")
     _atomic_frame(crm, paths["parquet"], "parquet")
-    html = render_html(table, cards, events, helper, cutoff, config)
+    html = render_html(table, cards, events, helper, cutoff, config, newly)
     write_text_atomic(html, paths["html"])
     shutil.rmtree(work, ignore_errors=True)
     return paths
@@ -160,7 +174,8 @@ def _outcomes(events: pd.DataFrame, helper: Assistant, cutoff: pd.Timestamp,
 
 
 def render_html(table: pd.DataFrame, cards: list[dict], events: pd.DataFrame,
-                helper: Assistant, cutoff: pd.Timestamp, config: ReportConfig) -> str:
+                helper: Assistant, cutoff: pd.Timestamp, config: ReportConfig,
+                newly: list[dict] | None = None) -> str:
     env = Environment(loader=PackageLoader("service", "templates"),
                       autoescape=select_autoescape(["html", "j2"]))
     hist = np.histogram(table["probability"], bins=10, range=(0, 1))[0].tolist()
@@ -176,4 +191,5 @@ def render_html(table: pd.DataFrame, cards: list[dict], events: pd.DataFrame,
         cutoff=cutoff.date().isoformat(), model=helper.scorer.model.directory.name,
         n=len(table), bands=table["band"].value_counts().to_dict(), hist=hist,
         hist_max=max(hist) or 1, reasons=reasons.most_common(10), segments=segments,
-        cards=cards, outcomes=_outcomes(events, helper, cutoff, table), lang=config.lang)
+        cards=cards, outcomes=_outcomes(events, helper, cutoff, table), lang=config.lang,
+        newly=newly)

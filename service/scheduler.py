@@ -62,7 +62,7 @@ class DailyRescore:
     def _safe_run(self) -> None:
         try:
             log.info("daily rescoring: %s", self.run())
-        except Exception:  # noqa: BLE001 - a failed day is logged and recorded; tomorrow runs
+        except Exception:
             log.exception("daily rescoring failed")
 
     def _loop(self) -> None:

@@ -28,7 +28,7 @@ class WarnRule:
     deliver: bool  # a webhook URL is configured
 
 
-def _previous(session: Session, ids: list[str], as_of: str) -> dict[str, float]:
+def previous_scores(session: Session, ids: list[str], as_of: str) -> dict[str, float]:
     """Each customer's latest probability at an as-of date before ``as_of``."""
     out: dict[str, tuple[str, float]] = {}
     for start in range(0, len(ids), IN_BATCH):
@@ -85,7 +85,7 @@ def record_scores(session: Session, scores: pd.DataFrame, as_of: pd.Timestamp,
                                 unless_scored_since)
         scores = scores[~scores["customer_id"].astype(str).isin(fresher)]
     ids = [str(c) for c in scores["customer_id"]]
-    previous = _previous(session, ids, day)
+    previous = previous_scores(session, ids, day)
     history, latest, out = [], [], []
     for cid, p, band in zip(ids, scores["probability"].astype(float), scores["band"]):
         prev = previous.get(cid)

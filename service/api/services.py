@@ -62,6 +62,7 @@ class Services:
     _load_lock: threading.Lock = field(default_factory=threading.Lock)
     _assistant_lock: threading.Lock = field(default_factory=threading.Lock)
     _rescore_lock: threading.Lock = field(default_factory=threading.Lock)
+    _stopping: threading.Event = field(default_factory=threading.Event)
 
     jobs: ReportJobs = field(init=False)
 
@@ -107,6 +108,7 @@ class Services:
             self.daily.start()
 
     def stop(self) -> None:
+        self._stopping.set()  # a rescoring stops at its next partition and resumes later
         if self.daily is not None:
             self.daily.stop()
         self.jobs.stop()
@@ -196,7 +198,8 @@ class Services:
         with self._rescore_lock:
             summary = rescore_all(self.Session, self.scorer, as_of or self.as_of(),
                                   self.warn_rule(), self.settings.home / "rescore",
-                                  gate=self.gate, force=force, progress=progress)
+                                  gate=self.gate, force=force, progress=progress,
+                                  should_stop=self._stopping.is_set)
         if self.sender is not None and summary.warnings:
             self.sender.wake()
         return summary

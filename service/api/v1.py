@@ -10,14 +10,13 @@ from typing import Annotated
 
 import pandas as pd
 from fastapi import APIRouter, Depends, Path, Query
+from sqlalchemy import select
 
 from assistant import wording
 from assistant.attributions import attribute
 from assistant.schema import Explanation
 from finetune.contract import validate_events
 from finetune.labels import as_cutoff
-from sqlalchemy import select
-
 from service import db, scores
 from service.api.deps import ServicesDep, SessionDep, require
 from service.api.problems import Problem

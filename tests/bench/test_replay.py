@@ -24,7 +24,7 @@ def test_quick_replay(tmp_path, synthetic, trained_model):
                           str(events), "--model", str(trained_model), "--quick", "90",
                           "--weeks", "4", "--rescore-every", "7", "--threshold", "0.6",
                           "--workdir", str(tmp_path / "work")],
-                         capture_output=True, text=True, timeout=900, cwd=ROOT)
+                         check=False, capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert res.returncode == 0, res.stderr[-3000:]
     out = json.loads(res.stdout.strip().splitlines()[-1])
     warnings = out["warnings"]
@@ -37,3 +37,29 @@ def test_quick_replay(tmp_path, synthetic, trained_model):
     for check in out["consistency"]:
         assert check["common"] == check["offline_customers"] == check["service_customers"]
     assert 0 <= out["precision"] <= 1 and 0 <= out["base_rate"] <= 1
+
+
+def test_warning_outcomes_use_the_churn_definition():
+    """A warned customer who orders again within H did not churn; one who never orders again
+    did; recall counts churners warned between their last order and H days later."""
+    import pandas as pd
+
+    from finetune.labels import ChurnDefinition
+    from tests.conftest import make_events
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from replay import warning_outcomes
+
+    events = make_events([("a", "2025-01-01", "order"), ("a", "2025-02-15", "order"),
+                          ("b", "2025-01-01", "order"), ("b", "2025-01-20", "order"),
+                          ("c", "2025-01-05", "order"), ("c", "2025-06-01", "order"),
+                          ("c", "2025-08-01", "visit")])
+    warnings = pd.DataFrame({"customer_id": ["a", "b", "c"],
+                             "as_of": ["2025-02-01", "2025-02-01", "2025-05-20"]})
+    out = warning_outcomes(events, warnings, [pd.Timestamp("2025-02-01", tz="UTC")],
+                           ChurnDefinition(horizon=30), pd.Timestamp("2025-01-10", tz="UTC"),
+                           pd.Timestamp("2025-04-01", tz="UTC"))
+    assert out["precision"] == pytest.approx(1 / 3)  # a ordered on 02-15, c ordered in June
+    assert out["base_rate"] == pytest.approx(2 / 3)  # on 02-01 all three are eligible: b, c churn
+    assert out["churners"] == 2 and out["warned_churners"] == 1  # a (gone 03-17), b (02-20)
+    assert out["median_lead_days"] == 19  # b warned 02-01, gone 02-20

@@ -3,8 +3,6 @@ explanations, ingestion with a signed webhook, problems for bad input, health an
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer

@@ -156,6 +156,25 @@ def test_rescoring_is_idempotent_and_warns_about_silence(live, trained_model, ev
     assert [t["as_of"] for t in risk["trend"]] == [AS_OF, LATER]
     runs = client.get("/v1/rescore/runs", headers=auth(keys["admin"])).json()
     assert [r["as_of"] for r in runs] == [LATER, AS_OF]
+
+    # The report at the later date reads the history: who entered the high band since.
+    job = client.post("/v1/reports", json={"top_n": 0}, headers=auth(keys["admin"])).json()
+    assert job["params"]["cutoff"] == LATER
+    for _ in range(600):
+        job = client.get(f"/v1/reports/{job['id']}", headers=auth(keys["admin"])).json()
+        if job["status"] in ("done", "failed"):
+            break
+        time.sleep(0.5)
+    assert job["status"] == "done", job
+    import io
+
+    table = pd.read_csv(io.StringIO(client.get(job["files"]["csv"],
+                                               headers=auth(keys["admin"])).text))
+    high = services.scorer.bands.high
+    entered = set(both[(both["p1"] < high) & (both["p2"] >= high)].index)
+    assert set(table.loc[table["newly_at_risk"], "customer_id"]) == entered
+    html = client.get(job["files"]["html"], headers=auth(keys["admin"])).text
+    assert "Newly at risk" in html
     client.put("/v1/clock", json={"as_of": AS_OF}, headers=auth(keys["admin"]))
 
 
@@ -226,7 +245,7 @@ def test_model_switches_without_restart(trained_model, subset, tmp_path, monkeyp
         key = db.create_key(session, "crm", "crm")
     engine.dispose()
     with TestClient(create_app(settings)) as client:
-        ask = lambda: client.post("/v1/score", json={"customer_ids": ["C00001"]},  # noqa: E731
+        ask = lambda: client.post("/v1/score", json={"customer_ids": ["C00001"]},
                                   headers=auth(key)).json()
         assert ask()["model_version"] == "v0001"
         set_current(root, "v0002")  # what `retention models use` does
