@@ -334,6 +334,15 @@ def main() -> None:
     timings["offline"] = time.time() - t0
 
     outcome = warning_outcomes(events, warnings, rescore_dates, definition, start, end)
+    # The honest part when the model's training labels reach into the window.
+    seen = pd.Timestamp(TrainedModel.load(model).config.get("trained_through", start.date()),
+                        tz="UTC")
+    if seen > start:
+        later = warnings[pd.to_datetime(warnings["as_of"]).dt.tz_localize("UTC") > seen]
+        outcome["after_training_labels"] = {"from": str(seen.date()), "warnings": len(later),
+                                            **warning_outcomes(events, later, [
+                                                d for d in rescore_dates if d > seen],
+                                                definition, seen, end)}
     delivered_ids = set(warnings.loc[warnings["status"] == "delivered", "id"])
     result = {
         "dataset": args.events.name, "horizon": horizon, "customers": int(

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from assistant.explain import Assistant
@@ -206,7 +205,3 @@ class Services:
 
     def rescore_busy(self) -> bool:
         return self._rescore_lock.locked()
-
-    def latest_score(self, session: Session, customer_id: str) -> db.ScoreRow | None:
-        return session.scalars(select(db.ScoreRow).where(
-            db.ScoreRow.customer_id == customer_id)).first()
