@@ -91,7 +91,20 @@ class Clock:
         return self.now() + FUTURE_TOLERANCE
 
 
+EARLIEST = pd.Timestamp("1970-01-01", tz="UTC")
+"""Events before this are refused: no shop's history starts earlier, and a year-424 timestamp
+(found by the schema fuzzer) broke the nanosecond Parquet export of the rescoring for everyone."""
+
+
 def future_rows(ts: pd.Series, limit: pd.Timestamp) -> list[int]:
     """Positions of timestamps later than ``limit`` (for a problem that names the rows)."""
     values = pd.to_datetime(ts, utc=True, format="mixed")
     return [int(i) for i in (values > limit).to_numpy().nonzero()[0]]
+
+
+def ancient_rows(ts: pd.Series) -> list[int]:
+    """Positions of timestamps before ``EARLIEST``."""
+    values = pd.Series([pd.Timestamp(t) for t in ts])
+    early = [i for i, t in enumerate(values) if (t.tz_localize("UTC") if t.tzinfo is None
+                                                 else t.tz_convert("UTC")) < EARLIEST]
+    return early

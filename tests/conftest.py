@@ -53,7 +53,9 @@ def trained_model(tmp_path_factory, synthetic) -> Path:
                             lora=LoraConfig(max_tokens=64, max_steps=24, batch_size=16,
                                             eval_every=24, eval_examples=128),
                             encoder_max_examples=384)
-    train(events, config, root, dataset="synthetic-test")
+    # The backtest fit is published (no refit: it would double this fixture's time);
+    # tests/service/test_cli_train.py covers the refit.
+    train(events, config, root, dataset="synthetic-test", refit_published=False)
     return root
 
 

@@ -30,7 +30,7 @@ from service.api.schemas import (
     ScoreResponse,
     TrendPoint,
 )
-from service.clock import future_rows
+from service.clock import EARLIEST, ancient_rows, future_rows
 
 router = APIRouter(prefix="/v1")
 CustomerId = Annotated[str, Path(min_length=1, max_length=64)]
@@ -40,6 +40,11 @@ def _events_frame(rows: list, source: str, services: ServicesDep) -> pd.DataFram
     """Validated events; refused when one is dated in the future (it would move dates) or
     when they name more customers than one request may."""
     frame = pd.DataFrame([r.model_dump() for r in rows])
+    early = ancient_rows([r.ts for r in rows])
+    if early:
+        raise Problem(422, "Events too old", f"{source}: item(s) {', '.join(map(str, early[:10]))} "
+                      f"are dated before {EARLIEST.date()}; check the time zone and the year",
+                      field="ts", rows=early[:20])
     events = validate_events(frame, source, row_offset=0, row_label="item")[0]
     limit = services.clock.latest_allowed()
     late = future_rows(frame["ts"], limit)

@@ -175,6 +175,10 @@ def test_future_events_are_refused_and_move_nobody(api):
     assert res.status_code == 422 and res.json()["rows"] == [0]
     assert "future" in res.json()["title"].lower()
     assert client.get("/v1/clock", headers=auth(keys["crm"])).json()["as_of"] == before
+    # Found by the schema fuzzer: a year-424 event broke the rescoring export for everyone.
+    ancient = [dict(events[0], ts="0424-01-01T00:00:00Z", event_id="ancient-1")]
+    res = client.post("/v1/score", json={"events": ancient}, headers=auth(keys["crm"]))
+    assert res.status_code == 422 and res.json()["title"] == "Events too old"
     risk = client.get("/v1/customers/C00003/risk", headers=auth(keys["crm"])).json()
     assert risk["as_of"] == before
 

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 def fuzzed_app(tmp_path_factory, trained_model, synthetic):
     home = tmp_path_factory.mktemp("fuzz")
     config = Settings(home=home, model_dir=trained_model, llm_backend="none",
-                      database_url=service_database_url(),
+                      database_url=service_database_url(), rescore_at="",
                       max_body_bytes=200_000)
     engine = db.engine_for(config.db_url)
     events = synthetic[0]
