@@ -102,9 +102,8 @@ def future_rows(ts: pd.Series, limit: pd.Timestamp) -> list[int]:
     return [int(i) for i in (values > limit).to_numpy().nonzero()[0]]
 
 
-def ancient_rows(ts: pd.Series) -> list[int]:
-    """Positions of timestamps before ``EARLIEST``."""
-    values = pd.Series([pd.Timestamp(t) for t in ts])
-    early = [i for i, t in enumerate(values) if (t.tz_localize("UTC") if t.tzinfo is None
-                                                 else t.tz_convert("UTC")) < EARLIEST]
-    return early
+def ancient_rows(ts: list[datetime]) -> list[int]:
+    """Positions of timestamps before ``EARLIEST`` (checked one by one: such values do not fit
+    pandas' nanosecond timestamps)."""
+    earliest = EARLIEST.to_pydatetime()
+    return [i for i, t in enumerate(ts) if (t if t.tzinfo else t.replace(tzinfo=UTC)) < earliest]

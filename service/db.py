@@ -193,6 +193,27 @@ def find_key(session: Session, key: str) -> ApiKey | None:
 UPSERT_BATCH = 500  # SQLite allows 32,766 bound parameters: 500 rows x 10 columns
 
 
+def upsert(session: Session, table: type[Base], records: list[dict], keys: list[str]) -> None:
+    """Insert rows, replacing those whose ``keys`` exist (part of the caller's transaction)."""
+    if not records:
+        return
+    dialect = session.get_bind().dialect.name
+    if dialect in ("sqlite", "postgresql"):
+        # One INSERT ... ON CONFLICT per batch: ~100x faster than an ORM merge per row.
+        if dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert
+        else:
+            from sqlalchemy.dialects.postgresql import insert
+        cols = [c for c in records[0] if c not in keys]
+        for start in range(0, len(records), UPSERT_BATCH):
+            stmt = insert(table).values(records[start:start + UPSERT_BATCH])
+            session.execute(stmt.on_conflict_do_update(
+                index_elements=keys, set_={c: stmt.excluded[c] for c in cols}))
+    else:
+        for record in records:
+            session.merge(table(**record))
+
+
 # ---- events -----------------------------------------------------------------------------------
 def upsert_events(session: Session, events: pd.DataFrame) -> int:
     """Store canonical events; an event id already stored is replaced. Returns rows written."""
@@ -201,22 +222,7 @@ def upsert_events(session: Session, events: pd.DataFrame) -> int:
     for record in records:
         record["event"] = str(record["event"])
         record["ts"] = pd.Timestamp(record["ts"]).to_pydatetime()
-    dialect = session.get_bind().dialect.name
-    if dialect in ("sqlite", "postgresql"):
-        # One INSERT ... ON CONFLICT per batch: ~100x faster than an ORM merge per row.
-        if dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert
-        else:
-            from sqlalchemy.dialects.postgresql import insert
-        for start in range(0, len(records), UPSERT_BATCH):
-            stmt = insert(EventRow).values(records[start:start + UPSERT_BATCH])
-            stmt = stmt.on_conflict_do_update(
-                index_elements=[EventRow.event_id],
-                set_={c: stmt.excluded[c] for c in EVENT_COLUMNS if c != "event_id"})
-            session.execute(stmt)
-    else:
-        for record in records:
-            session.merge(EventRow(**record))
+    upsert(session, EventRow, records, ["event_id"])
     session.commit()
     return len(rows)
 

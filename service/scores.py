@@ -42,25 +42,6 @@ def previous_scores(session: Session, ids: list[str], as_of: str) -> dict[str, f
     return {cid: p for cid, (_, p) in out.items()}
 
 
-def _upsert(session: Session, table: Any, records: list[dict], keys: list[str]) -> None:
-    if not records:
-        return
-    dialect = session.get_bind().dialect.name
-    if dialect in ("sqlite", "postgresql"):
-        if dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert
-        else:
-            from sqlalchemy.dialects.postgresql import insert
-        cols = [c for c in records[0] if c not in keys]
-        for start in range(0, len(records), IN_BATCH):
-            stmt = insert(table).values(records[start:start + IN_BATCH])
-            session.execute(stmt.on_conflict_do_update(
-                index_elements=keys, set_={c: stmt.excluded[c] for c in cols}))
-    else:  # pragma: no cover - other databases: one merge per row
-        for record in records:
-            session.merge(table(**record))
-
-
 def _scored_since(session: Session, ids: list[str], day: str, since: datetime) -> set[str]:
     out: set[str] = set()
     for start in range(0, len(ids), IN_BATCH):
@@ -102,13 +83,13 @@ def record_scores(session: Session, scores: pd.DataFrame, as_of: pd.Timestamp,
             record["warning"] = wid or outbox.warning_id(cid, day)
             record["new_warning"] = wid is not None
         out.append(record)
-    _upsert(session, db.ScoreHistoryRow, history, ["customer_id", "as_of"])
+    db.upsert(session, db.ScoreHistoryRow, history, ["customer_id", "as_of"])
     # The latest score never goes back in time (a backfill of an older date keeps it).
     newer: set[str] = set()
     for start in range(0, len(ids), IN_BATCH):
         newer |= set(session.scalars(select(db.ScoreRow.customer_id).where(
             db.ScoreRow.customer_id.in_(ids[start:start + IN_BATCH]), db.ScoreRow.cutoff > day)))
-    _upsert(session, db.ScoreRow, [r for r in latest if r["customer_id"] not in newer],
+    db.upsert(session, db.ScoreRow, [r for r in latest if r["customer_id"] not in newer],
             ["customer_id"])
     return out
 

@@ -166,6 +166,20 @@ class Services:
     def events(self, session: Session, customers: list[str] | None = None) -> pd.DataFrame:
         return db.load_events(session, customers)
 
+    def score(self, scorer: Scorer, events: pd.DataFrame, ids: list[str],
+              as_of: pd.Timestamp) -> pd.DataFrame:
+        """Scores at ``as_of``; a request bigger than one chunk is scored chunk by chunk as bulk
+        work, so an agent's request waits for one chunk at most."""
+        chunk = self.settings.score_chunk
+        frames = []
+        for start in range(0, len(ids), chunk):
+            with self.gate.bulk() if len(ids) > chunk else self.gate.interactive():
+                frames.append(scorer.score(events, cutoff=as_of,
+                                           customers=ids[start:start + chunk]))
+        if not frames:
+            return pd.DataFrame(columns=["customer_id", "cutoff", "probability", "band"])
+        return pd.concat(frames, ignore_index=True)
+
     def rescore(self, session: Session, customers: list[str]) -> list[dict]:
         """Score these customers at the as-of date; store scores and warnings together."""
         as_of = self.as_of()
@@ -174,14 +188,7 @@ class Services:
             return []
         scorer = self.scorer
         known = set(events["customer_id"])
-        frames = []
-        chunk = self.settings.score_chunk
-        ids = [c for c in customers if c in known]
-        for start in range(0, len(ids), chunk):
-            with self.gate.bulk() if len(ids) > chunk else self.gate.interactive():
-                frames.append(scorer.score(events, cutoff=as_of,
-                                           customers=ids[start:start + chunk]))
-        scores = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        scores = self.score(scorer, events, [c for c in customers if c in known], as_of)
         if scores.empty:
             return []
         records = record_scores(session, scores, as_of, scorer.model.directory.name,

@@ -10,7 +10,6 @@ from typing import Annotated
 
 import pandas as pd
 from fastapi import APIRouter, Depends, Path, Query
-from sqlalchemy import select
 
 from assistant import wording
 from assistant.attributions import attribute
@@ -71,14 +70,6 @@ def _customer_events(services: ServicesDep, session: SessionDep, cid: str) -> pd
     return events
 
 
-def _previous(session: SessionDep, cid: str, as_of: str) -> float | None:
-    """The customer's score at the latest earlier as-of date (the trend's last step)."""
-    row = session.scalars(select(db.ScoreHistoryRow).where(
-        db.ScoreHistoryRow.customer_id == cid, db.ScoreHistoryRow.as_of < as_of).order_by(
-        db.ScoreHistoryRow.as_of.desc()).limit(1)).first()
-    return row.probability if row else None
-
-
 @router.get("/customers/{customer_id}/risk", response_model=RiskResponse,
             dependencies=[Depends(require("score"))])
 def risk(customer_id: CustomerId, services: ServicesDep, session: SessionDep) -> RiskResponse:
@@ -94,7 +85,7 @@ def risk(customer_id: CustomerId, services: ServicesDep, session: SessionDep) ->
     return RiskResponse(customer_id=customer_id, probability=scored.probability,
                         band=scored.band, cutoff=day, as_of=day,
                         model_version=scorer.model.directory.name,
-                        previous=_previous(session, customer_id, day),
+                        previous=scores.previous_scores(session, [customer_id], day).get(customer_id),
                         trend=[TrendPoint(**t) for t in scores.trend(session, customer_id)],
                         reasons=[Driver(evidence_id=a.sid, text=a.text,
                                         contribution=a.contribution) for a in drivers])
@@ -118,14 +109,10 @@ def score(body: ScoreRequest, services: ServicesDep, session: SessionDep) -> Sco
         ids = [c for c in ids if c in known]
     as_of = as_cutoff(pd.Timestamp(body.cutoff)) if body.cutoff else services.as_of()
     scorer = services.scorer
-    out = []
-    chunk = services.settings.score_chunk
-    for start in range(0, len(ids), chunk):
-        with services.gate.bulk() if len(ids) > chunk else services.gate.interactive():
-            frame = scorer.score(events, cutoff=as_of, customers=ids[start:start + chunk])
-        out += [CustomerScore(customer_id=r.customer_id, probability=float(r.probability),
-                              band=r.band, cutoff=r.cutoff.date().isoformat(),
-                              as_of=r.cutoff.date().isoformat()) for r in frame.itertuples()]
+    frame = services.score(scorer, events, ids, as_of)
+    out = [CustomerScore(customer_id=r.customer_id, probability=float(r.probability),
+                         band=r.band, cutoff=r.cutoff.date().isoformat(),
+                         as_of=r.cutoff.date().isoformat()) for r in frame.itertuples()]
     scored = {s.customer_id for s in out}
     unknown += [c for c in ids if c not in scored]
     return ScoreResponse(model_version=scorer.model.directory.name,
