@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from datetime import date
 from typing import Annotated, Literal
@@ -16,6 +17,7 @@ from service.api.deps import ServicesDep, SessionDep, require
 from service.api.problems import Problem
 
 router = APIRouter(prefix="/v1", tags=["operations"])
+log = logging.getLogger("retention.service")
 
 
 class ClockView(BaseModel):
@@ -102,10 +104,20 @@ def rescore(services: ServicesDep, session: SessionDep,
     if services.rescore_busy():
         raise Problem(409, "Rescoring running", "another rescoring is running; poll "
                       "GET /v1/rescore/runs")
-    threading.Thread(target=services.rescore_all, kwargs={"as_of": as_of, "force": force},
+    threading.Thread(target=_rescore_in_background, args=(services, as_of, force),
                      name="rescore-now", daemon=True).start()
     return RescoreRun(as_of=day, model_version=services.model_version, status="running",
                       customers=0, warnings=0, started_at=db.now().isoformat())
+
+
+def _rescore_in_background(services: ServicesDep, as_of, force: bool) -> None:
+    """The run's row records a failure or a stop (it resumes on the next run); log it here."""
+    try:
+        services.rescore_all(as_of, force=force)
+    except InterruptedError as exc:
+        log.info("rescoring stopped with the service: %s", exc)
+    except Exception:
+        log.exception("rescoring failed")
 
 
 @router.get("/rescore/runs", response_model=list[RescoreRun],
