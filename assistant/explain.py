@@ -8,13 +8,14 @@ masked. Whatever writes the words (an LLM or the deterministic wording) cites id
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 from langchain_core.language_models.chat_models import BaseChatModel
 
-from assistant import wording
+from assistant import experiment, wording
 from assistant.attributions import Attribution, attribute
+from assistant.experiment import Assignment, ExperimentConfig, RankedAction
 from assistant.generate import generate, messages
 from assistant.pii import mask
 from assistant.playbook import Action, Playbook
@@ -22,12 +23,15 @@ from assistant.retrieval import ContextStore
 from assistant.schema import (
     Draft,
     Evidence,
+    ExperimentArm,
     Explanation,
     Reason,
     Risk,
     SuggestedAction,
 )
 from assistant.scoring import ScoredCustomer, Scorer
+from finetune.actions import HOLDOUT
+from finetune.uplift import ActionEffect, UpliftModel
 
 log = logging.getLogger("retention.assistant")
 LANGUAGES = ("en", "zh")
@@ -44,6 +48,9 @@ class Assistant:
     n_evidence: int = 6  # top attributed segments shown to the writer
     n_documents: int = 3  # retrieved documents added to them
     n_candidates: int = 4  # playbook actions offered to the writer
+    experiment: ExperimentConfig | None = None  # holdout and exploration (assistant.experiment)
+    effects: dict[str, ActionEffect] = field(default_factory=dict)  # measured, by action id
+    policy: UpliftModel | None = None  # the learned per-customer policy, when actions are measured
 
     def evidence(self, scored: ScoredCustomer, attributions: list[Attribution]
                  ) -> list[Evidence]:
@@ -71,8 +78,27 @@ class Assistant:
 
     def candidates(self, scored: ScoredCustomer, attributions: list[Attribution]
                    ) -> list[Action]:
+        return [r.action for r in self.ranked(scored, attributions)]
+
+    def ranked(self, scored: ScoredCustomer, attributions: list[Attribution],
+               assignment: Assignment | None = None) -> list[RankedAction]:
+        """Fitting actions, measured effects first, then the playbook's order (the reasons they
+        answer, then priority); an explored customer's random pick first."""
         keys = [wording.reason_key(a.sid, a.kind) for a in wording.drivers(attributions)]
-        return wording.rank_actions(self.playbook, scored, keys)[:self.n_candidates]
+        fitting = wording.rank_actions(self.playbook, scored, keys)
+        value = self.experiment.value_per_customer if self.experiment else 100.0
+        ranked = experiment.rank(fitting, self.effects, value)
+        if self.policy is not None:
+            ranked = experiment.personalised(ranked, self.policy, scored)
+        if assignment is not None:
+            ranked = experiment.explored(ranked, assignment)
+        return ranked[:self.n_candidates]
+
+    def assignment(self, scored: ScoredCustomer) -> Assignment | None:
+        if self.experiment is None:
+            return None
+        return experiment.assign(scored.customer_id, scored.probability, scored.cutoff,
+                                 self.experiment)
 
     def explain(self, events: pd.DataFrame, customer_id: str, lang: str = "en",
                 cutoff: pd.Timestamp | str | None = None) -> Explanation:
@@ -83,7 +109,10 @@ class Assistant:
         attributions = attribute(self.scorer, scored)
         evidence = self.evidence(scored, attributions)
         by_id = {e.id: e for e in evidence}
-        candidates = self.candidates(scored, attributions)
+        assignment = self.assignment(scored)
+        ranked = self.ranked(scored, attributions, assignment)
+        candidates = [r.action for r in ranked]
+        info = {r.action.id: r for r in ranked}
         draft: Draft | None = None
         attempts, reason, dropped = 0, None, []
         if self.llm is not None:
@@ -97,15 +126,24 @@ class Assistant:
                 log.info("draft for %s failed its checks twice: %s", mask(customer_id), reason)
         fallback = self.llm is not None and draft is None
         if draft is None:
-            draft = wording.draft(scored, attributions, self.playbook, lang)
+            draft = wording.draft(scored, attributions, self.playbook, lang, ranked=candidates)
+        held_out = assignment is not None and assignment.arm == HOLDOUT
+        first_explored = (candidates[0].id if assignment is not None and candidates
+                          and assignment.arm == "explore" else None)
         return Explanation(
             customer_id=customer_id,
             risk=Risk(probability=scored.probability, band=scored.band,  # type: ignore[arg-type]
                       cutoff=scored.cutoff.date().isoformat()),
             reasons=[Reason(text=r.text, evidence=r.evidence) for r in draft.reasons],
-            actions=[SuggestedAction(playbook_id=a.id, text=self.playbook[a.id].text(lang),
-                                     why=a.why, channel=self.playbook[a.id].channel,
-                                     cost=self.playbook[a.id].cost) for a in draft.actions],
+            actions=[] if held_out else [SuggestedAction(
+                playbook_id=a.id, text=self.playbook[a.id].text(lang), why=a.why,
+                channel=self.playbook[a.id].channel, cost=self.playbook[a.id].cost,
+                measured=info[a.id].measured if a.id in info else False,
+                evidence=info[a.id].evidence if a.id in info else "no measurement yet",
+                explored=a.id == first_explored) for a in draft.actions],
+            experiment=(ExperimentArm(**assignment.to_dict())
+                        if assignment is not None and assignment.arm in (HOLDOUT, "explore")
+                        else None),
             evidence=evidence, language=lang,  # type: ignore[arg-type]
             backend=self.backend if not fallback else f"{self.backend}->none",
             fallback=fallback, fallback_reason=reason, attempts=max(attempts, 1),

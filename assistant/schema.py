@@ -42,6 +42,15 @@ class SuggestedAction(BaseModel):
     why: str
     channel: str = ""
     cost: str = ""
+    measured: bool = False  # ranked by its measured effect (else by the playbook's priority)
+    evidence: str = "no measurement yet"  # "measured: +4.1 points retained, 95% CI ..., n=..."
+    explored: bool = False  # drawn at random for the experiment (record it as source=random)
+
+
+class ExperimentArm(BaseModel):
+    arm: str  # holdout, explore, normal, not_at_risk, off
+    period: str
+    why: str
 
 
 class Explanation(BaseModel):
@@ -57,6 +66,7 @@ class Explanation(BaseModel):
     attempts: int = 1
     dropped: list[str] = Field(default_factory=list, description=(
         "checks that removed individual LLM reasons or actions; what is shown passed them all"))
+    experiment: ExperimentArm | None = None  # holdout: no actions, and the agent is told why
 
 
 # What the LLM is asked to return (JSON-schema constrained on the local backend).

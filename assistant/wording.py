@@ -116,15 +116,18 @@ def rank_actions(playbook: Playbook, scored: ScoredCustomer, keys: list[str]) ->
 
 
 def draft(scored: ScoredCustomer, attributions: list[Attribution], playbook: Playbook,
-          lang: str, n_reasons: int = 3, n_actions: int = 2) -> Draft:
-    """Reasons from the segments that raise the risk most; actions that answer them."""
+          lang: str, n_reasons: int = 3, n_actions: int = 2,
+          ranked: list[Action] | None = None) -> Draft:
+    """Reasons from the segments that raise the risk most; actions that answer them (in the
+    order of ``ranked`` when given: measured effects first, see ``assistant.experiment``)."""
     t = templates(lang)
     chosen = drivers(attributions, n_reasons) or sorted(
         attributions, key=lambda a: -a.contribution)[:1]
     reasons = [DraftReason(text=reason_text(a, scored, lang), evidence=[a.sid]) for a in chosen]
     keys = [reason_key(a.sid, a.kind) for a in chosen]
     actions = []
-    for action in rank_actions(playbook, scored, keys)[:n_actions]:
+    order = ranked if ranked is not None else rank_actions(playbook, scored, keys)
+    for action in order[:n_actions]:
         hits = [k for k in keys if k in action.addresses]
         labels = [t["label"][k] for k in dict.fromkeys(hits) if k in t["label"]]
         sep = "、" if lang == "zh" else " and "

@@ -107,6 +107,17 @@ def load_events_sql(url: str, query: str, mapping: ColumnMapping | None = None, 
     return validate_events(raw, source, drop_invalid=drop_invalid)
 
 
+def load_actions(path: str | Path, known_actions: set[str] | None = None
+                 ) -> tuple[pd.DataFrame, ValidationReport]:
+    """Load and validate an actions file (``finetune.actions``); errors name lines and fields."""
+    from finetune.actions import validate_actions
+
+    path = Path(path)
+    raw, offset, label = _read_table(path)
+    return validate_actions(raw, str(path), row_offset=offset, row_label=label,
+                            known_actions=known_actions)
+
+
 def load_customers(path: str | Path, mapping: Mapping[str, str] | None = None) -> pd.DataFrame:
     path = Path(path)
     raw, _, _ = _read_table(path)

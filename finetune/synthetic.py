@@ -28,6 +28,10 @@ class SyntheticConfig:
     start: str = "2024-01-01"
     days: int = 730
     zh_share: float = 0.3
+    campaign: bool = False  # add a randomised retention campaign (finetune.campaign)
+    campaign_day: int | None = None  # default: days - horizon - 60
+    campaign_horizon: int = 90
+    campaign_replicates: int = 20  # Monte Carlo runs that estimate each customer's baseline
 
 
 class _Sim:
@@ -57,6 +61,8 @@ class _Sim:
         self.rows: list[tuple] = []
         self.last_order: dict[int, str] = {}
         self.n_orders = 0
+        self.forced: dict[int, list[int]] = {}  # day -> customers a campaign brought back
+        self.no_return = np.zeros(n, dtype=bool)  # put off by a campaign: not back this horizon
 
     def emit(self, i: int, day: float, event: str, **fields) -> None:
         if day < self.cfg.days:
@@ -80,6 +86,8 @@ class _Sim:
         alive = (self.signup <= day) & ~self.gone
         eng = self.engagement(day)
         leaving = self.decided >= 0
+        for i in self.forced.pop(day, []):
+            self.order(int(i), day, 1.0, False)
         # Orders, and what follows them.
         p_order = np.clip(self.rate / 30 * self.season(day) * eng, 0, 0.9)
         for i in np.flatnonzero(alive & (rng.random(n) < p_order)):
@@ -104,7 +112,7 @@ class _Sim:
                 self.emit(int(i), day + rng.random(), "visit")
         # Quiet spells (holidays, budgets) come and go, and some leavers come back.
         self.dormant ^= np.where(self.dormant, rng.random(n) < 1 / 60, rng.random(n) < 1 / 250)
-        back = self.gone & (rng.random(n) < 1 / 500)
+        back = self.gone & (rng.random(n) < 1 / 500) & ~self.no_return
         self.gone[back], self.decided[back], self.satisfaction[back] = False, -1, 0.0
         # Satisfaction recovers, faster for resilient customers; low satisfaction raises the hazard.
         self.satisfaction *= 1 - 0.04 * self.resilience
@@ -146,21 +154,37 @@ class _Sim:
                       item=items, order_id=oid, text=review_text(rng, lang, rating, says_leaving))
 
 
-def generate(cfg: SyntheticConfig = SyntheticConfig()) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Return (events, customers) in the canonical schema, identical for identical configs."""
-    sim = _Sim(cfg)
-    for day in range(cfg.days):
-        sim.step(day)
-    start = pd.Timestamp(cfg.start, tz="UTC")
-    ids = np.array([f"C{i + 1:05d}" for i in range(cfg.customers)])
-    rows = sim.rows
-    events = pd.DataFrame({
+def customer_ids(n: int) -> np.ndarray:
+    return np.array([f"C{i + 1:05d}" for i in range(n)])
+
+
+def events_frame(rows: list[tuple], ids: np.ndarray, start: pd.Timestamp) -> pd.DataFrame:
+    """The simulator's rows as canonical events."""
+    return pd.DataFrame({
         "customer_id": ids[[r[0] for r in rows]],
         "ts": (start + pd.to_timedelta([r[1] for r in rows], unit="D")).floor("s"),
         "event": [r[2] for r in rows],
         **{col: [r[3].get(col) for r in rows]
            for col in ("amount", "quantity", "order_id", "item", "rating", "text")},
     })
+
+
+def generate(cfg: SyntheticConfig = SyntheticConfig()) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Return (events, customers) in the canonical schema, identical for identical configs.
+
+    With ``cfg.campaign`` use ``finetune.campaign.generate_with_campaign``, which also returns the
+    campaign's actions and its true effects.
+    """
+    sim = _Sim(cfg)
+    for day in range(cfg.days):
+        sim.step(day)
+    return _frames(sim, cfg)
+
+
+def _frames(sim: _Sim, cfg: SyntheticConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    start = pd.Timestamp(cfg.start, tz="UTC")
+    ids = customer_ids(cfg.customers)
+    events = events_frame(sim.rows, ids, start)
     rng = np.random.default_rng(cfg.seed + 1)
     country = [rng.choice(COUNTRIES[lang][0], p=COUNTRIES[lang][1]) for lang in sim.lang]
     customers = pd.DataFrame({

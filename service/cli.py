@@ -12,13 +12,14 @@ from typing import Annotated
 
 import typer
 
+from finetune.campaign import generate_with_campaign
 from finetune.evaluate import EvaluateConfig
 from finetune.importers import import_amazon_reviews, import_online_retail
 from finetune.loaders import load_events, write_events, write_text_atomic
 from finetune.lora import LoraConfig
 from finetune.synthetic import SyntheticConfig, generate
 from finetune.train import train
-from service import cli_assistant, cli_model, cli_score, cli_service
+from service import cli_assistant, cli_model, cli_score, cli_service, cli_uplift
 from service.cli_common import clean_errors, err, out, print_report, progress_bar
 from service.settings import Settings
 
@@ -31,6 +32,7 @@ cli_model.register(app)
 cli_assistant.register(app)
 cli_service.register(app)
 cli_score.register(app)
+cli_uplift.register(app)
 
 
 @import_app.command("online-retail")
@@ -68,14 +70,27 @@ def demo_data_cmd(
     customers: Annotated[int, typer.Option(min=10, help="number of customers")] = 2000,
     seed: Annotated[int, typer.Option(help="random seed; same seed, same data")] = 0,
     days: Annotated[int, typer.Option(min=200, help="days of history")] = 730,
+    campaign: Annotated[bool, typer.Option(
+        help="add a randomised retention campaign: actions.parquet, and its true effects in "
+        "campaign_truth.parquet (for benchmarks only)")] = False,
 ) -> None:
     """Seeded synthetic customers (English and Chinese) as events.parquet and customers.parquet."""
-    cfg = SyntheticConfig(customers=customers, seed=seed, days=days)
+    cfg = SyntheticConfig(customers=customers, seed=seed, days=days, campaign=campaign)
     with progress_bar(None, f"simulating {customers:,} customers over {days} days"):
-        events, people = generate(cfg)
+        if campaign:
+            data = generate_with_campaign(cfg)
+            events, people = data.events, data.customers
+        else:
+            events, people = generate(cfg)
     write_events(events, out_dir / "events.parquet")
     write_events(people, out_dir / "customers.parquet")
     err.print(f"wrote {len(events):,} events for {customers:,} customers to {out_dir}")
+    if campaign:
+        write_events(data.actions, out_dir / "actions.parquet")
+        write_events(data.truth, out_dir / "campaign_truth.parquet")
+        err.print(f"wrote {len(data.actions):,} campaign actions on {data.campaign_ts.date()} "
+                  f"(holdout and each playbook action at random); next: retention uplift "
+                  f"--events {out_dir / 'events.parquet'} --actions {out_dir / 'actions.parquet'}")
 
 
 @app.command("demo")

@@ -1,5 +1,5 @@
-"""The service's storage (SQLAlchemy): API keys, events, scores and their history, the warning
-outbox and report jobs.
+"""The service's storage (SQLAlchemy): API keys, events, actions, scores and their history, the
+warning outbox and report jobs.
 
 SQLite by default, PostgreSQL (or anything SQLAlchemy speaks) by URL. Events are stored in the
 canonical columns of ``finetune.contract`` and keyed by event id, so ingesting the same event
@@ -124,6 +124,22 @@ class RescoreRunRow(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
+class ActionRow(Base):
+    """One action taken (or a customer deliberately left alone: ``holdout``), in the canonical
+    columns of ``finetune.actions``; keyed by ``action_ref`` so recording it twice changes
+    nothing. Outcomes are never stored: they are derived from the events when measured."""
+
+    __tablename__ = "actions"
+    action_ref: Mapped[str] = mapped_column(String(64), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(64), index=True)
+    ts: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    action_id: Mapped[str] = mapped_column(String(41))
+    source: Mapped[str] = mapped_column(String(10))
+    channel: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    cost: Mapped[float | None] = mapped_column(Float, nullable=True)
+    agent: Mapped[str | None] = mapped_column(String(100), nullable=True)
+
+
 class ReportJobRow(Base):
     """A report job: survives restarts, so a job running when the service died resumes."""
 
@@ -236,6 +252,40 @@ def load_events(session: Session, customers: list[str] | None = None) -> pd.Data
         frame = pd.DataFrame(columns=list(EVENT_COLUMNS))
     frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
     return validate_events(frame, "database")[0]
+
+
+# ---- actions ----------------------------------------------------------------------------------
+def upsert_actions(session: Session, actions: pd.DataFrame) -> int:
+    """Store canonical actions (``finetune.actions``); an ``action_ref`` already stored is
+    replaced, like an event id. Returns rows written."""
+    from finetune.actions import ACTION_COLUMNS
+
+    rows = actions[list(ACTION_COLUMNS)].astype(object).where(actions.notna(), None)
+    records = rows.to_dict("records")
+    for record in records:
+        record["ts"] = pd.Timestamp(record["ts"]).to_pydatetime()
+    upsert(session, ActionRow, records, ["action_ref"])
+    session.commit()
+    return len(records)
+
+
+def load_actions(session: Session, customers: list[str] | None = None) -> pd.DataFrame:
+    from finetune.actions import ACTION_COLUMNS, validate_actions
+
+    query = select(ActionRow)
+    if customers is not None:
+        query = query.where(ActionRow.customer_id.in_(customers))
+    frame = pd.read_sql(query, session.connection())
+    if frame.empty:
+        frame = pd.DataFrame(columns=list(ACTION_COLUMNS))
+    frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
+    return validate_actions(frame, "database")[0]
+
+
+def count_actions(session: Session) -> int:
+    from sqlalchemy import func
+
+    return int(session.scalar(select(func.count()).select_from(ActionRow)) or 0)
 
 
 def newest_event(session: Session) -> pd.Timestamp | None:

@@ -25,6 +25,7 @@ from assistant import wording
 from assistant.attributions import attribute_many
 from assistant.explain import Assistant
 from assistant.scoring import default_cutoff
+from finetune.actions import HOLDOUT
 from finetune.labels import as_cutoff, churn_labels, data_bounds, eligible_customers
 from finetune.loaders import write_text_atomic
 from finetune.metrics import evaluate_predictions
@@ -70,12 +71,16 @@ def score_chunk(helper: Assistant, events: pd.DataFrame, ids: list[str],
         cid = scored.customer_id
         drivers = wording.drivers(attrs)
         keys = [wording.reason_key(a.sid, a.kind) for a in drivers]
-        actions = helper.candidates(scored, attrs)[:2]
+        assignment = helper.assignment(scored)
+        arm = assignment.arm if assignment is not None else "off"
+        ranked = [] if arm == HOLDOUT else helper.ranked(scored, attrs, assignment)[:2]
         rows.append({"customer_id": cid, "probability": scored.probability, "band": scored.band,
                      "top_reasons": " | ".join(a.text for a in drivers),
                      "reason_kinds": ",".join(keys),
                      "reason_evidence": ",".join(a.sid for a in drivers),
-                     "action_ids": ",".join(a.id for a in actions),
+                     "action_ids": ",".join(r.action.id for r in ranked),
+                     "action_evidence": " | ".join(r.evidence for r in ranked),
+                     "experiment_arm": arm,
                      "orders": scored.features["frequency"],
                      "monetary": scored.features["monetary"],
                      "recency_days": scored.features["recency_days"]})
@@ -141,7 +146,8 @@ def run_report(helper: Assistant, events: pd.DataFrame, out: Path, config: Repor
         table["newly_at_risk"] = (table["probability"] >= high) & ~(
             table["previous_probability"] >= high)
         newly = table[table["newly_at_risk"]].to_dict("records")
-    columns = ["customer_id", "probability", "band", "top_reasons", "action_ids"]
+    columns = ["customer_id", "probability", "band", "top_reasons", "action_ids",
+               "action_evidence", "experiment_arm"]
     crm = table[columns + (["previous_probability", "newly_at_risk"] if newly is not None
                            else [])]
     _atomic_frame(crm, paths["csv"], "csv")
@@ -192,4 +198,5 @@ def render_html(table: pd.DataFrame, cards: list[dict], events: pd.DataFrame,
         n=len(table), bands=table["band"].value_counts().to_dict(), hist=hist,
         hist_max=max(hist) or 1, reasons=reasons.most_common(10), segments=segments,
         cards=cards, outcomes=_outcomes(events, helper, cutoff, table), lang=config.lang,
-        newly=newly)
+        newly=newly, effects=sorted((e.to_dict() for e in helper.effects.values()),
+                                    key=lambda e: -e["uplift"]))

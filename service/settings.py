@@ -68,6 +68,19 @@ class Settings(BaseSettings):
     score_chunk: int = Field(64, ge=1)
     """Customers per model pass in big requests; agents' requests wait for one chunk at most."""
 
+    holdout: float = Field(0.1, ge=0, le=0.5)
+    """Share of at-risk customers deliberately left alone each period (the control group every
+    action is measured against); 0 turns the experiment off."""
+    explore: float = Field(0.0, ge=0, le=1)
+    """Share of at-risk customers whose first suggested action is drawn at random among those
+    that fit them (measures actions the playbook would rarely pick first)."""
+    experiment_period_days: int = Field(30, ge=1)
+    """Length of an assignment period: a customer's arm is stable within it."""
+    uplift_min_sample: int = Field(200, ge=1)
+    """Customers per arm before a measured effect ranks the actions instead of the priority."""
+    value_per_customer: float = Field(100.0, ge=0)
+    """What keeping one customer is worth, in the unit of the actions' cost."""
+
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'retention.db'}"

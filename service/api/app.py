@@ -18,7 +18,7 @@ from prometheus_client import (
 )
 from sqlalchemy import text
 
-from service.api import agent, ops, problems, reports, v1
+from service.api import actions, agent, ops, problems, reports, v1
 from service.api.deps import ServicesDep
 from service.api.problems import problem
 from service.api.services import Services
@@ -63,6 +63,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(agent.router)
     app.include_router(reports.router)
     app.include_router(ops.router)
+    app.include_router(actions.router)
 
     page = resources.files("service").joinpath("web/index.html").read_text("utf-8")
 

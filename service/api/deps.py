@@ -17,7 +17,8 @@ bearer = HTTPBearer(auto_error=False, description="API key as a bearer token")
 header = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key")
 # Which roles may call what: CRMs score, agents explain and chat, admins do everything.
 PERMISSIONS = {"score": ("crm", "agent", "admin"), "explain": ("agent", "admin"),
-               "ingest": ("admin",), "reports": ("admin",), "admin": ("admin",)}
+               "ingest": ("admin",), "reports": ("admin",), "admin": ("admin",),
+               "act": ("crm", "agent", "admin")}
 
 
 def get_services(request: Request) -> Services:

@@ -23,9 +23,20 @@ from typing import Any
 import pandas as pd
 from sqlalchemy.orm import Session
 
+from assistant.experiment import ExperimentConfig, default_policy
 from assistant.explain import Assistant
+from assistant.playbook import Playbook
 from assistant.scoring import Scorer
+from finetune.actions import HOLDOUT
 from finetune.artifacts import resolve_version_dir
+from finetune.uplift import (
+    ActionEffect,
+    UpliftConfig,
+    UpliftModel,
+    action_effects,
+    evaluate_uplift,
+    experiment_frame,
+)
 from service import db, wiring
 from service.clock import Clock, parse_as_of
 from service.gate import ScoringGate
@@ -61,6 +72,11 @@ class Services:
     _load_lock: threading.Lock = field(default_factory=threading.Lock)
     _assistant_lock: threading.Lock = field(default_factory=threading.Lock)
     _rescore_lock: threading.Lock = field(default_factory=threading.Lock)
+    _effects_lock: threading.Lock = field(default_factory=threading.Lock)
+    _effects: dict = field(default_factory=dict)
+    _effects_key: tuple | None = None
+    _playbook: Playbook | None = None
+    _policy: UpliftModel | None = None
     _stopping: threading.Event = field(default_factory=threading.Event)
 
     jobs: ReportJobs = field(init=False)
@@ -143,14 +159,87 @@ class Services:
 
     @property
     def assistant(self) -> Assistant:
-        """Scorer plus playbook, retrieval and the LLM (only explanations and chat need it)."""
+        """Scorer plus playbook, retrieval and the LLM (only explanations and chat need it),
+        with the experiment's settings and the measured effects of the actions."""
         scorer = self.scorer
+        effects = self.effects()
         with self._assistant_lock:  # the LLM loads in seconds: scoring does not wait for it
             if self._assistant is None:
                 self._assistant = wiring.assistant(self.settings, with_scorer=scorer)
+                self._assistant.experiment = self.experiment_config()
             elif self._assistant.scorer is not scorer:
                 self._assistant = dataclasses.replace(self._assistant, scorer=scorer)
+            self._assistant.effects, self._assistant.policy = effects, self._policy
             return self._assistant
+
+    # ---- actions and what they did ----------------------------------------------------------
+    def assistant_playbook(self) -> Playbook:
+        """The playbook alone (recording an action must not wait for the LLM to load)."""
+        if self._playbook is None:
+            self._playbook = Playbook.load(self.settings.playbook)
+        return self._playbook
+
+    def experiment_config(self) -> ExperimentConfig:
+        s = self.settings
+        return ExperimentConfig(holdout=s.holdout, explore=s.explore,
+                                period_days=s.experiment_period_days, at_risk=s.band_medium,
+                                value_per_customer=s.value_per_customer)
+
+    def uplift_config(self) -> UpliftConfig:
+        return UpliftConfig(min_sample=self.settings.uplift_min_sample,
+                            value_per_customer=self.settings.value_per_customer)
+
+    def _experiment_data(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        with self.Session() as session:
+            actions = db.load_actions(session)
+            customers = sorted(set(actions["customer_id"])) if not actions.empty else []
+            events = self.events(session, customers) if customers else self.events(session, [])
+        return events, actions
+
+    def effects(self) -> dict[str, ActionEffect]:
+        """Measured effects by action id, and the learned policy when an action is measured
+        (cached until actions, events or the date change); outcomes only from events before
+        the as-of date."""
+        as_of = self.as_of()
+        with self.Session() as session:
+            key = (db.count_actions(session), str(db.newest_event(session)), str(as_of))
+        with self._effects_lock:
+            if self._effects_key == key:
+                return self._effects
+        events, actions = self._experiment_data()
+        found: dict[str, ActionEffect] = {}
+        policy = None
+        if not actions.empty and not events.empty:
+            frame = experiment_frame(events, actions, self.scorer.model.definition,
+                                     data_end=as_of)
+            if not frame.empty:
+                found = {e.action_id: e for e in action_effects(frame, self.uplift_config())
+                         if e.causal}
+                if any(e.measured for e in found.values()):
+                    policy = UpliftModel(self.uplift_config()).fit(
+                        frame, default_policy(self.assistant_playbook()))
+        with self._effects_lock:
+            self._effects, self._policy, self._effects_key = found, policy, key
+        return found
+
+    def uplift_report(self) -> dict:
+        """Per-action effects, the Qini coefficient and the held-out policy value (admin)."""
+        events, actions = self._experiment_data()
+        as_of = self.as_of()
+        empty = {"as_of": as_of.date().isoformat(), "effects": [], "qini": {},
+                 "policy_value": {}, "n_rows": 0, "n_test": 0, "pending": len(actions),
+                 "measured_actions": [], "rules": []}
+        if actions.empty or events.empty or not (actions["action_id"] == HOLDOUT).any():
+            return {**empty, "note": "no holdout recorded yet: nothing can be measured"}
+        try:
+            report = evaluate_uplift(events[events["ts"] < as_of],
+                                     actions[actions["ts"] < as_of],
+                                     self.scorer.model.definition, self.uplift_config(),
+                                     default_policy(self.assistant_playbook()))
+        except ValueError as exc:
+            return {**empty, "note": str(exc)}
+        return {**report.to_dict(), "as_of": as_of.date().isoformat(),
+                "rules": report.model.rules()}
 
     @property
     def model_version(self) -> str:

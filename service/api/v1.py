@@ -14,9 +14,11 @@ from fastapi import APIRouter, Depends, Path, Query
 from assistant import wording
 from assistant.attributions import attribute
 from assistant.schema import Explanation
+from finetune.actions import HOLDOUT
 from finetune.contract import validate_events
 from finetune.labels import as_cutoff
 from service import db, scores
+from service.api.actions import record_holdout
 from service.api.deps import ServicesDep, SessionDep, require
 from service.api.problems import Problem
 from service.api.schemas import (
@@ -130,7 +132,10 @@ def explanation(customer_id: CustomerId, services: ServicesDep, session: Session
     with services.gate.interactive():
         if helper.store is not None:
             helper.store.index_events(events)
-        return helper.explain(events, customer_id, lang=lang, cutoff=as_of)
+        result = helper.explain(events, customer_id, lang=lang, cutoff=as_of)
+    if result.experiment is not None and result.experiment.arm == HOLDOUT:
+        record_holdout(session, customer_id, result.experiment.period, as_of)
+    return result
 
 
 @router.post("/events", response_model=IngestResponse, dependencies=[Depends(require("ingest"))])
