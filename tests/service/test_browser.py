@@ -9,6 +9,7 @@ import threading
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import uvicorn
 
@@ -27,16 +28,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory, trained_model, synthetic):
+def _serve(tmp_path_factory, trained_model, synthetic, **overrides):
     if not Path(CHROMIUM).exists():
         pytest.fail("Debian's chromium is not installed: apt-get install -y chromium "
                     "(.ci/run does this)")
     home = tmp_path_factory.mktemp("web")
     settings = Settings(home=home, model_dir=trained_model, llm_backend="none", rescore_at="",
-                        as_of="data")
+                        as_of="data", **overrides)
     with db.sessions(db.engine_for(settings.db_url))() as session:
-        db.upsert_events(session, synthetic[0][synthetic[0]["customer_id"] < "C00020"])
+        db.upsert_events(session, synthetic[0][synthetic[0]["customer_id"] < "C00040"])
         key = db.create_key(session, "browser test", "agent")
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
@@ -47,9 +47,21 @@ def served(tmp_path_factory, trained_model, synthetic):
         if server.started:
             break
         time.sleep(0.05)
+    return port, key, server, thread
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, trained_model, synthetic):
+    port, key, server, thread = _serve(tmp_path_factory, trained_model, synthetic, holdout=0.0)
     yield port, key
     server.should_exit = True
     thread.join(timeout=10)
+
+
+def _browser(p):
+    return p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+        "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"])
 
 
 def test_agent_finds_customer_sees_reasons_and_chats(served):
@@ -62,9 +74,7 @@ def test_agent_finds_customer_sees_reasons_and_chats(served):
     SHOTS.mkdir(parents=True, exist_ok=True)
     errors: list[str] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        browser = _browser(p)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.goto(link)
@@ -87,3 +97,61 @@ def test_agent_finds_customer_sees_reasons_and_chats(served):
         assert "%" in risk and "as of 2025-06-" in risk  # the data clock: the day after the data
         browser.close()
     assert errors == [], errors
+
+
+def test_holdout_banner_and_done_button(tmp_path_factory, trained_model, synthetic):
+    """A holdout customer's page says not to contact them and offers nothing to do; another
+    at-risk customer's action is recorded by its "done" button."""
+    import httpx
+    from playwright.sync_api import expect, sync_playwright
+
+    from assistant.experiment import ExperimentConfig, assign
+    from service.cli_service import chat_link
+
+    port, key, server, thread = _serve(tmp_path_factory, trained_model, synthetic, holdout=0.5)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        headers = {"Authorization": f"Bearer {key}"}
+        as_of = httpx.get(f"{base}/v1/clock", headers=headers).json()["as_of"]
+        ids = [f"C{i:05d}" for i in range(1, 40)]
+        arms = {}
+        for cid in ids:
+            res = httpx.get(f"{base}/v1/customers/{cid}/risk", headers=headers, timeout=60)
+            if res.status_code == 200:
+                arms[cid] = assign(cid, res.json()["probability"],
+                                   pd.Timestamp(as_of, tz="UTC"),
+                                   ExperimentConfig(holdout=0.5)).arm
+        held = next(c for c, a in arms.items() if a == "holdout")
+        normal = next(c for c, a in arms.items() if a == "normal")
+        with sync_playwright() as p:
+            browser = _browser(p)
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(chat_link("127.0.0.1", port, key))
+            for cid in (held, normal):
+                page.fill("#q", cid)
+                expect(page.locator("#hits div").first).to_contain_text(cid, timeout=30_000)
+                page.locator("#hits div").first.click()
+                expect(page.locator("#explain li.reason").first).to_be_visible(timeout=60_000)
+                if cid == held:
+                    expect(page.locator("#holdout")).to_contain_text("do not contact")
+                    assert page.locator("button.done").count() == 0
+                    page.screenshot(path=str(SHOTS / "holdout.png"), full_page=True)
+            expect(page.locator("#holdout")).to_have_count(0)
+            button = page.locator("button.done").first
+            action = button.get_attribute("data-action")
+            button.click()
+            expect(button).to_have_text("recorded ✓", timeout=30_000)
+            expect(page.locator(".measure").first).to_contain_text("no measurement yet")
+            page.screenshot(path=str(SHOTS / "done_button.png"), full_page=True)
+            browser.close()
+        assert errors == [], errors
+        rows = httpx.get(f"{base}/v1/customers/{normal}/actions", headers=headers).json()
+        assert [(r["action_id"], r["source"], r["agent"]) for r in rows] == [
+            (action, "agent", "browser test")]
+        held_rows = httpx.get(f"{base}/v1/customers/{held}/actions", headers=headers).json()
+        assert [r["action_id"] for r in held_rows] == ["holdout"]
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

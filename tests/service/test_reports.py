@@ -30,7 +30,7 @@ def test_report_files_and_resume_after_a_crash(tmp_path, setup, monkeypatch):
     straight = run_report(helper, events, tmp_path / "a", config)
     frame = pd.read_parquet(straight["parquet"])
     assert list(frame.columns) == ["customer_id", "probability", "band", "top_reasons",
-                                   "action_ids"]
+                                   "action_ids", "action_evidence", "experiment_arm"]
     assert frame["probability"].is_monotonic_decreasing and len(frame) > 12
     html = straight["html"].read_text()
     assert "Customers most at risk" in html and "cumulative lift" in html  # outcomes known
@@ -67,3 +67,31 @@ def test_report_files_and_resume_after_a_crash(tmp_path, setup, monkeypatch):
     assert resumed["html"].read_text() == html
     assert not (tmp_path / "b" / ".work").exists() or not any(
         (tmp_path / "b" / ".work").iterdir())
+
+
+def test_report_shows_what_worked_and_the_experiment(tmp_path, setup):
+    """Measured effects rank the CSV's actions and fill the "what worked" section; holdout
+    customers get no action in the CSV and say so."""
+    import dataclasses
+
+    from assistant.experiment import ExperimentConfig
+    from finetune.uplift import ActionEffect
+
+    helper, events = setup
+    effect = ActionEffect(action_id="feedback_survey", source="randomised", causal=True, n=1240,
+                          n_holdout=900, retained=0.6, holdout_retained=0.559, uplift=0.041,
+                          ci_low=0.012, ci_high=0.07, cost_per_customer=0.2,
+                          cost_per_kept=4.9, measured=True, method="randomised")
+    measured = dataclasses.replace(helper, effects={"feedback_survey": effect},
+                                   experiment=ExperimentConfig(holdout=0.3))
+    paths = run_report(measured, events, tmp_path / "m", ReportConfig(top_n=2, chunk=8,
+                                                                       cutoff="2024-05-01"))
+    frame = pd.read_csv(paths["csv"])
+    assert {"action_evidence", "experiment_arm"} <= set(frame.columns)
+    held = frame[frame["experiment_arm"] == "holdout"]
+    assert len(held) and held["action_ids"].isna().all()
+    acting = frame[frame["action_ids"].fillna("").str.startswith("feedback_survey")]
+    assert len(acting) and acting["action_evidence"].str.startswith(
+        "measured: +4.1 points retained").all()
+    html = paths["html"].read_text()
+    assert "What worked" in html and "feedback_survey (n=1240)" in html and "+4.1" in html
