@@ -437,7 +437,13 @@ def evaluate_uplift(events: pd.DataFrame, actions: pd.DataFrame, definition: Chu
         if default_policy is not None:
             values["playbook"] = policy_value_ipw(test_frame, held._defaults(feats))
     final = UpliftModel(config).fit(frame, default_policy)
-    return UpliftReport(effects=final.effects_, qini=qini_scores, policy_value=values,
+    effects = final.effects_
+    if final.learner_ is not None:  # by segment: the risk without action, in bands
+        risk = 1.0 - final.baseline(frame[list(FEATURE_COLUMNS)])
+        band = pd.cut(risk, [-0.01, 0.3, 0.6, 1.01], labels=["low risk", "medium risk",
+                                                              "high risk"]).astype("string")
+        effects = action_effects(frame, config, segment=band)
+    return UpliftReport(effects=effects, qini=qini_scores, policy_value=values,
                         n_rows=len(frame), n_test=int(test.sum()), pending=pending, model=final)
 
 

@@ -73,16 +73,34 @@ def serve_demo(settings: Settings, events, host: str, port: int) -> None:
 
 
 @clean_errors
-def load_cmd(events: Annotated[Path, typer.Option(help="events file (.csv, .csv.gz, .parquet)")]
-             ) -> None:
-    """Store events in the service's database (upsert by event id; loading twice is harmless)."""
+def load_cmd(events: Annotated[Path | None, typer.Option(
+                 help="events file (.csv, .csv.gz, .parquet)")] = None,
+             actions: Annotated[Path | None, typer.Option(
+                 help="actions file (customer_id, ts, action_id, source[, channel, cost, "
+                 "agent])")] = None) -> None:
+    """Store events and/or actions in the service's database (upsert by event id / action_ref;
+    loading twice is harmless). Both files are validated before anything is stored."""
+    if events is None and actions is None:
+        raise ValueError("give --events FILE and/or --actions FILE")
     settings = Settings()
-    frame, report = load_events(events)
-    print_report(report)
+    frame = acts = None
+    if events is not None:
+        frame, report = load_events(events)
+        print_report(report)
+    if actions is not None:
+        from assistant.playbook import Playbook
+        from finetune.loaders import load_actions
+
+        acts, report = load_actions(actions, known_actions=set(Playbook.load(
+            settings.playbook).actions))
+        print_report(report)
     engine = db.engine_for(settings.db_url)
-    with progress_bar(None, f"storing {len(frame):,} events"), db.sessions(engine)() as session:
-        n = db.upsert_events(session, frame)
-    err.print(f"stored {n:,} events in {settings.db_url}")
+    with progress_bar(None, "storing"), db.sessions(engine)() as session:
+        if frame is not None:
+            err.print(f"stored {db.upsert_events(session, frame):,} events in {settings.db_url}")
+        if acts is not None:
+            err.print(f"stored {db.upsert_actions(session, acts):,} actions in "
+                      f"{settings.db_url}")
 
 
 @keys_app.command("create")

@@ -75,7 +75,7 @@ def test_effects_recover_a_planted_effect_and_mark_chosen_actions():
 
 def test_the_policy_keeps_the_playbook_without_evidence():
     frame = _planted(300)
-    playbook_says = lambda feats, risk: pd.Series("feedback_survey", index=feats.index)  # noqa: E731
+    playbook_says = lambda feats, risk: pd.Series("feedback_survey", index=feats.index)
     model = UpliftModel(UpliftConfig(min_sample=500)).fit(frame, playbook_says)
     assert model.learner_ is None and model.actions_ == []
     recs = model.recommend(frame.set_index("customer_id")[list(FEATURE_COLUMNS)].head(5))

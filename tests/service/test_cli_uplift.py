@@ -30,6 +30,8 @@ def test_campaign_then_uplift_json_and_recommendations(tmp_path):
     for e in report["effects"]:
         assert e["ci_low"] <= e["uplift"] <= e["ci_high"] and e["n_holdout"] > 0
     assert report["measured_actions"] and set(report["qini"]) <= set(report["measured_actions"])
+    segments = [s for e in report["effects"] for s in e["segments"]]
+    assert segments and all(s["segment"].endswith("risk") and s["n"] >= 15 for s in segments)
     assert {"none", "learned", "playbook"} <= set(report["policy_value"])
     table = pd.read_csv(recs)
     assert report["recommendations"]["rows"] == len(table) > 0
@@ -51,3 +53,23 @@ def test_bad_actions_file_is_one_clear_line(tmp_path):
                               "--actions", str(bad)])
     assert res.exit_code == 2
     assert "action_id" in res.output and "line(s): 2" in res.output and "Traceback" not in res.output
+
+
+def test_load_stores_events_and_actions_in_the_service(tmp_path, monkeypatch):
+    from service import db
+
+    monkeypatch.setenv("RETENTION_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("RETENTION_DATABASE_URL", raising=False)
+    runner.invoke(app, ["demo-data", "--customers", "300", "--days", "300", "--campaign",
+                        "-o", str(tmp_path)])
+    res = runner.invoke(app, ["load", "--events", str(tmp_path / "events.parquet"),
+                              "--actions", str(tmp_path / "actions.parquet")])
+    assert res.exit_code == 0, res.output
+    engine = db.engine_for(f"sqlite:///{tmp_path / 'home' / 'retention.db'}")
+    with db.sessions(engine)() as session:
+        stored = db.load_actions(session)
+    assert len(stored) == len(pd.read_parquet(tmp_path / "actions.parquet"))
+    again = runner.invoke(app, ["load", "--actions", str(tmp_path / "actions.parquet")])
+    assert again.exit_code == 0
+    with db.sessions(engine)() as session:
+        assert db.count_actions(session) == len(stored)  # loading twice changes nothing
