@@ -269,6 +269,31 @@ def upsert_actions(session: Session, actions: pd.DataFrame) -> int:
     return len(records)
 
 
+def add_holdouts(session: Session, customer_ids: list[str], period: str,
+                 as_of: pd.Timestamp) -> int:
+    """Record that these customers are held out in ``period`` (part of the caller's
+    transaction). One row per customer and period, dated the first day it was recorded: later
+    days of the same period never move it (the outcome window starts then)."""
+    from finetune.actions import HOLDOUT
+
+    refs = {holdout_ref(c, period): c for c in customer_ids}
+    if not refs:
+        return 0
+    known = set(session.scalars(select(ActionRow.action_ref).where(
+        ActionRow.action_ref.in_(list(refs)))))
+    when = pd.Timestamp(as_of).to_pydatetime()
+    for ref, cid in refs.items():
+        if ref not in known:
+            session.add(ActionRow(action_ref=ref, customer_id=cid, ts=when, action_id=HOLDOUT,
+                                  source="random", cost=0.0, agent="experiment"))
+    session.flush()
+    return len(refs) - len(known)
+
+
+def holdout_ref(customer_id: str, period: str) -> str:
+    return "h" + hashlib.sha256(f"{period}|{customer_id}".encode()).hexdigest()[:20]
+
+
 def load_actions(session: Session, customers: list[str] | None = None) -> pd.DataFrame:
     from finetune.actions import ACTION_COLUMNS, validate_actions
 

@@ -28,8 +28,10 @@ import pyarrow.parquet as pq
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from assistant.experiment import ExperimentConfig, assign
 from assistant.scoring import Scorer
 from assistant.stream import PARTITION_SCHEMA, StreamConfig, partition_events, score_partition
+from finetune.actions import HOLDOUT
 from service import db
 from service.scores import WarnRule, record_scores
 
@@ -81,8 +83,10 @@ def rescore_all(Session: sessionmaker[Session], scorer: Scorer, as_of: pd.Timest
                 rule: WarnRule, workdir: Path, gate: AbstractContextManager | None = None,
                 chunk_customers: int = 256, force: bool = False,
                 progress: Progress | None = None,
-                should_stop: Callable[[], bool] = lambda: False) -> RescoreSummary:
-    """Score every eligible stored customer at ``as_of``; store scores and warnings."""
+                should_stop: Callable[[], bool] = lambda: False,
+                experiment: ExperimentConfig | None = None) -> RescoreSummary:
+    """Score every eligible stored customer at ``as_of``; store scores and warnings, and, with
+    an ``experiment``, the holdout rows of the at-risk customers it holds out."""
     started = time.time()
     version = scorer.model.directory.name
     day = as_of.date().isoformat()
@@ -134,6 +138,13 @@ def rescore_all(Session: sessionmaker[Session], scorer: Scorer, as_of: pd.Timest
             with Session() as session:
                 records = record_scores(session, frame, as_of, version, rule,
                                         unless_scored_since=read_at)
+                if experiment is not None:
+                    held = [(r.customer_id, a.period) for r in frame.itertuples()
+                            if (a := assign(r.customer_id, float(r.probability), as_of,
+                                            experiment)).arm == HOLDOUT]
+                    for period in {p for _, p in held}:
+                        db.add_holdouts(session, [c for c, p in held if p == period], period,
+                                        as_of)
                 new = sum(1 for r in records if r.get("new_warning"))
                 row = session.get(db.RescoreRunRow, day)
                 row.customers += len(records)

@@ -6,7 +6,6 @@ the model's churn definition, when the effects are measured.
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -14,7 +13,7 @@ import pandas as pd
 from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, Field
 
-from finetune.actions import HOLDOUT, validate_actions
+from finetune.actions import validate_actions
 from finetune.contract import DataError
 from service import db
 from service.api.deps import ServicesDep, SessionDep, require
@@ -56,17 +55,11 @@ def _out(row: pd.Series) -> ActionOut:
                      cost=value("cost"), agent=value("agent"))
 
 
-def holdout_ref(customer_id: str, period: str) -> str:
-    """One holdout row per customer and period, however often the page is opened."""
-    return "h" + hashlib.sha256(f"{period}|{customer_id}".encode()).hexdigest()[:20]
-
-
 def record_holdout(session, customer_id: str, period: str, as_of: pd.Timestamp) -> None:
-    """The holdout is recorded when an agent is first told to leave the customer alone."""
-    frame = pd.DataFrame([{"customer_id": customer_id, "ts": as_of, "action_id": HOLDOUT,
-                           "source": "random", "cost": 0.0, "agent": "experiment",
-                           "action_ref": holdout_ref(customer_id, period)}])
-    db.upsert_actions(session, validate_actions(frame, "holdout")[0])
+    """The holdout is recorded when an agent is first told to leave the customer alone (the
+    daily rescoring records every other held-out customer)."""
+    db.add_holdouts(session, [customer_id], period, as_of)
+    session.commit()
 
 
 @router.post("/customers/{customer_id}/actions", response_model=ActionOut, status_code=201)

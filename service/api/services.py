@@ -294,7 +294,8 @@ class Services:
             summary = rescore_all(self.Session, self.scorer, as_of or self.as_of(),
                                   self.warn_rule(), self.settings.home / "rescore",
                                   gate=self.gate, force=force, progress=progress,
-                                  should_stop=self._stopping.is_set)
+                                  should_stop=self._stopping.is_set,
+                                  experiment=self.experiment_config())
         if self.sender is not None and summary.warnings:
             self.sender.wake()
         return summary

@@ -100,6 +100,32 @@ def test_holdout_customer_gets_no_actions_and_is_recorded(api):
     assert all(a["evidence"] == "no measurement yet" for a in y["actions"])
 
 
+def test_daily_rescoring_records_every_held_out_customer_once(api):
+    from sqlalchemy import select
+
+    client, keys, events = api
+    config = ExperimentConfig(holdout=0.5)
+    as_of = pd.Timestamp(AS_OF, tz="UTC")
+    for force in (False, True):  # a second run of the same day adds nothing
+        res = client.post(f"/v1/rescore?wait=true&force={str(force).lower()}",
+                          headers=auth(keys["admin"]))
+        assert res.status_code == 200, res.text
+    with client.app.state.services.Session() as session:  # what the rescoring scored
+        scored = session.execute(select(db.ScoreHistoryRow.customer_id,
+                                        db.ScoreHistoryRow.probability)
+                                 .where(db.ScoreHistoryRow.as_of == AS_OF)).all()
+    held = sorted(cid for cid, p in scored if assign(cid, p, as_of, config).arm == HOLDOUT)
+    assert held
+    recorded = {}
+    for cid in sorted(events["customer_id"].unique()):
+        rows = client.get(f"/v1/customers/{cid}/actions", headers=auth(keys["agent"])).json()
+        recorded[cid] = [r for r in rows if r["action_id"] == HOLDOUT]
+    # Every customer the rescoring held out has its row (others may come from page views).
+    assert set(held) <= {c for c, rows in recorded.items() if rows}
+    assert all(len(rows) == 1 and rows[0]["source"] == "random" for rows in recorded.values()
+               if rows)
+
+
 def test_effects_are_measured_from_events_and_shown_beside_actions(api):
     client, keys, events = api
     assert client.get("/v1/actions/effects", headers=auth(keys["agent"])).status_code == 403
