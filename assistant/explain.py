@@ -1,8 +1,10 @@
-"""One customer in, a checked explanation out: score, attribute, retrieve, write, check.
+"""One customer in, a checked explanation out: score, attribute, group, retrieve, write, check.
 
-The evidence an explanation may cite is built here and nowhere else: the segments the model read
-(with their attributions), the customer's own retrieved documents, and the score itself, all
-masked. Whatever writes the words (an LLM or the deterministic wording) cites ids from this set.
+The evidence an explanation may cite is built here and nowhere else: the drivers of the score in
+plain words (``assistant.drivers``), the customer's own retrieved documents, and the score
+itself, all masked. Whatever writes the words (an LLM or the deterministic wording) cites ids
+from this set, and must mention the top drivers (``CoverageRule``). ``prepare`` does everything
+but the words, so the deterministic answer can be shown at once and the LLM's follow.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import pandas as pd
 from langchain_core.language_models.chat_models import BaseChatModel
 
 from assistant import experiment, wording
-from assistant.attributions import Attribution, attribute
+from assistant.attributions import attribute
+from assistant.cache import ExplanationCache, snapshot_key
+from assistant.drivers import CoverageRule, Driver, group, top
 from assistant.experiment import Assignment, ExperimentConfig, RankedAction
 from assistant.generate import generate, messages
 from assistant.pii import mask
@@ -29,13 +33,32 @@ from assistant.schema import (
     Risk,
     SuggestedAction,
 )
-from assistant.scoring import ScoredCustomer, Scorer
+from assistant.scoring import ScoredCustomer, Scorer, default_cutoff
 from finetune.actions import HOLDOUT
+from finetune.labels import as_cutoff
 from finetune.uplift import ActionEffect, UpliftModel
 
 log = logging.getLogger("retention.assistant")
 LANGUAGES = ("en", "zh")
 RISK_ID = "score:risk"
+
+
+@dataclass
+class Context:
+    """One customer's explanation before the words: shared by the deterministic first answer
+    and the LLM's, so both cite the same evidence and offer the same actions."""
+
+    scored: ScoredCustomer
+    drivers: list[Driver]
+    evidence: list[Evidence]
+    assignment: Assignment | None
+    ranked: list[RankedAction]
+    lang: str
+    required: list[Driver]  # the coverage rule's drivers
+
+    @property
+    def customer_id(self) -> str:
+        return self.scored.customer_id
 
 
 @dataclass
@@ -51,41 +74,46 @@ class Assistant:
     experiment: ExperimentConfig | None = None  # holdout and exploration (assistant.experiment)
     effects: dict[str, ActionEffect] = field(default_factory=dict)  # measured, by action id
     policy: UpliftModel | None = None  # the learned per-customer policy, when actions are measured
+    coverage: CoverageRule = field(default_factory=CoverageRule)  # drivers a reason must cite
+    cache: ExplanationCache | None = None  # finished explanations by snapshot (assistant.cache)
 
-    def evidence(self, scored: ScoredCustomer, attributions: list[Attribution]
+    def evidence(self, scored: ScoredCustomer, drivers: list[Driver], lang: str = "en"
                  ) -> list[Evidence]:
+        """The score, the drivers that raise the risk most (the reasons) and the two that lower
+        it most (the context), in plain words, then the customer's retrieved documents."""
         cid = scored.customer_id
-        # What raises the risk most (the reasons), then what lowers it most (the context).
-        up = sorted(attributions, key=lambda a: -a.contribution)[:self.n_evidence - 2]
-        down = [a for a in sorted(attributions, key=lambda a: a.contribution)[:2]
-                if a.contribution < 0 and a not in up]
+        up = [d for d in drivers if d.contribution > 0][:self.n_evidence - 2]
+        down = [d for d in sorted(drivers, key=lambda d: d.contribution)[:2]
+                if d.contribution < 0]
         ranked = up + down
         items = [Evidence(id=RISK_ID, customer_id=cid, kind="score",
                           text=f"churn probability {round(100 * scored.probability)}% "
                                f"({scored.band})")]
-        items += [Evidence(id=a.sid, customer_id=cid, kind=a.kind, text=mask(a.text),
-                           days_ago=a.days_ago, contribution=a.contribution) for a in ranked]
+        items += [Evidence(id=d.sid, customer_id=cid, kind=d.key, text=d.text(lang),
+                           days_ago=d.days_ago, contribution=d.contribution, events=d.events)
+                  for d in ranked]
         if self.store is not None:
-            seen = {e.id for e in items}
-            query = " ".join(a.text for a in ranked[:3]) or "complaint"
+            seen = {e.id for e in items} | {m for d in ranked for m in d.members}
+            query = " ".join(d.text("en") for d in ranked[:3]) or "complaint"
             for doc in self.store.search(cid, query, k=self.n_documents + len(seen),
                                          before=scored.cutoff):
                 if doc.id not in seen and len(items) < 1 + self.n_evidence + self.n_documents:
                     items.append(Evidence(id=doc.id, customer_id=doc.customer_id, kind=doc.kind,
-                                          text=doc.text))
+                                          text=mask(doc.text)))
                     seen.add(doc.id)
         return items
 
-    def candidates(self, scored: ScoredCustomer, attributions: list[Attribution]
-                   ) -> list[Action]:
-        return [r.action for r in self.ranked(scored, attributions)]
+    def drivers(self, scored: ScoredCustomer) -> list[Driver]:
+        return group(scored, attribute(self.scorer, scored))
 
-    def ranked(self, scored: ScoredCustomer, attributions: list[Attribution],
+    def candidates(self, scored: ScoredCustomer, drivers: list[Driver]) -> list[Action]:
+        return [r.action for r in self.ranked(scored, drivers)]
+
+    def ranked(self, scored: ScoredCustomer, drivers: list[Driver],
                assignment: Assignment | None = None) -> list[RankedAction]:
         """Fitting actions, measured effects first, then the playbook's order (the reasons they
         answer, then priority); an explored customer's random pick first."""
-        keys = [wording.reason_key(a.sid, a.kind) for a in wording.drivers(attributions)]
-        fitting = wording.rank_actions(self.playbook, scored, keys)
+        fitting = wording.rank_actions(self.playbook, scored, wording.keys(top(drivers)))
         value = self.experiment.value_per_customer if self.experiment else 100.0
         ranked = experiment.rank(fitting, self.effects, value)
         if self.policy is not None:
@@ -100,43 +128,102 @@ class Assistant:
         return experiment.assign(scored.customer_id, scored.probability, scored.cutoff,
                                  self.experiment)
 
-    def explain(self, events: pd.DataFrame, customer_id: str, lang: str = "en",
-                cutoff: pd.Timestamp | str | None = None) -> Explanation:
+    def prepare(self, events: pd.DataFrame, customer_id: str, lang: str = "en",
+                cutoff: pd.Timestamp | str | None = None) -> Context:
+        """Everything but the words: score, drivers, evidence, candidate actions (no LLM)."""
         if lang not in LANGUAGES:
             raise ValueError(f"language {lang!r} is not supported; expected one of "
                              + ", ".join(LANGUAGES))
         scored = self.scorer.customer(events, customer_id, cutoff)
-        attributions = attribute(self.scorer, scored)
-        evidence = self.evidence(scored, attributions)
-        by_id = {e.id: e for e in evidence}
+        drivers = self.drivers(scored)
         assignment = self.assignment(scored)
-        ranked = self.ranked(scored, attributions, assignment)
-        candidates = [r.action for r in ranked]
-        info = {r.action.id: r for r in ranked}
-        draft: Draft | None = None
-        attempts, reason, dropped = 0, None, []
-        if self.llm is not None:
-            prompt = messages(customer_id, scored.probability, scored.band,
-                              scored.cutoff.date().isoformat(), evidence, candidates, lang)
-            gen = generate(self.llm, prompt, by_id, customer_id, self.playbook, scored.facts,
-                           lang, {a.id for a in candidates})
-            draft, attempts, dropped = gen.draft, gen.attempts, gen.dropped
-            if draft is None:
-                reason = "; ".join(gen.problems)[:500]
-                log.info("draft for %s failed its checks twice: %s", mask(customer_id), reason)
-        fallback = self.llm is not None and draft is None
-        if draft is None:
-            draft = wording.draft(scored, attributions, self.playbook, lang, ranked=candidates)
+        return Context(scored, drivers, self.evidence(scored, drivers, lang), assignment,
+                       self.ranked(scored, drivers, assignment), lang,
+                       self.coverage.required(drivers))
+
+    def deterministic(self, ctx: Context) -> Explanation:
+        """The explanation without an LLM: what an agent sees first, in well under a second."""
+        candidates = [r.action for r in ctx.ranked]
+        draft = wording.draft(ctx.scored, ctx.drivers, self.playbook, ctx.lang,
+                              ranked=candidates)
+        return self._explanation(ctx, draft, backend="none")
+
+    def write(self, ctx: Context) -> Explanation:
+        """The LLM's checked wording, or the deterministic one when its drafts fail."""
+        if self.llm is None:
+            return self.deterministic(ctx)
+        scored, candidates = ctx.scored, [r.action for r in ctx.ranked]
+        by_id = {e.id: e for e in ctx.evidence}
+        prompt = messages(ctx.customer_id, scored.probability, scored.band,
+                          scored.cutoff.date().isoformat(), ctx.evidence, candidates, ctx.lang)
+        required = {d.sid: wording.reason(d, ctx.lang) for d in ctx.required}
+        gen = generate(self.llm, prompt, by_id, ctx.customer_id, self.playbook, scored.facts,
+                       ctx.lang, {a.id for a in candidates}, required=required,
+                       band=scored.band)
+        if gen.draft is None:
+            reason = "; ".join(gen.problems)[:500]
+            log.info("draft for %s failed its checks twice: %s", mask(ctx.customer_id), reason)
+            fallback = self.deterministic(ctx)
+            return fallback.model_copy(update={
+                "backend": f"{self.backend}->none", "fallback": True,
+                "fallback_reason": reason, "attempts": gen.attempts})
+        return self._explanation(ctx, gen.draft, backend=self.backend, attempts=gen.attempts,
+                                 dropped=gen.dropped, added=gen.added)
+
+    def explain(self, events: pd.DataFrame, customer_id: str, lang: str = "en",
+                cutoff: pd.Timestamp | str | None = None) -> Explanation:
+        key = self.cache_key(events, customer_id, lang, cutoff)
+        if key is not None and self.cache is not None:
+            hit = self.cache.get(key)
+            if hit is not None:
+                return hit
+        result = self.write(self.prepare(events, customer_id, lang, cutoff))
+        self.remember(key, result)
+        return result
+
+    def context_token(self) -> str:
+        """What ranks the actions besides the customer: the measured effects, the policy and
+        the experiment. A refit changes it, so cached explanations from before are misses."""
+        effects = sorted((k, round(e.uplift, 6), round(e.ci_low, 6), round(e.ci_high, 6), e.n)
+                         for k, e in self.effects.items())
+        return repr((effects, id(self.policy) if self.policy is not None else None,
+                     self.experiment, self.coverage, self.playbook.version))
+
+    def cache_key(self, events: pd.DataFrame, customer_id: str, lang: str,
+                  cutoff: pd.Timestamp | str | None) -> str | None:
+        if self.cache is None:
+            return None
+        at = as_cutoff(cutoff) if cutoff is not None else default_cutoff(events)
+        return snapshot_key(events, customer_id, at, str(self.scorer.model.directory), lang,
+                            self.backend if self.llm is not None else "none",
+                            self.context_token())
+
+    def cached(self, events: pd.DataFrame, customer_id: str, lang: str = "en",
+               cutoff: pd.Timestamp | str | None = None) -> Explanation | None:
+        key = self.cache_key(events, customer_id, lang, cutoff)
+        return self.cache.get(key) if key is not None and self.cache is not None else None
+
+    def remember(self, key: str | None, result: Explanation) -> None:
+        """Keep a finished explanation; a fallback is kept too (the same snapshot would fail
+        the same way: greedy first attempt, seeded retry)."""
+        if key is not None and self.cache is not None:
+            self.cache.put(key, result)
+
+    def _explanation(self, ctx: Context, draft: Draft, backend: str, attempts: int = 1,
+                     dropped: list[str] | None = None, added: list[str] | None = None
+                     ) -> Explanation:
+        scored, assignment = ctx.scored, ctx.assignment
+        info = {r.action.id: r for r in ctx.ranked}
         held_out = assignment is not None and assignment.arm == HOLDOUT
-        first_explored = (candidates[0].id if assignment is not None and candidates
+        first_explored = (ctx.ranked[0].action.id if assignment is not None and ctx.ranked
                           and assignment.arm == "explore" else None)
         return Explanation(
-            customer_id=customer_id,
+            customer_id=ctx.customer_id,
             risk=Risk(probability=scored.probability, band=scored.band,  # type: ignore[arg-type]
                       cutoff=scored.cutoff.date().isoformat()),
             reasons=[Reason(text=r.text, evidence=r.evidence) for r in draft.reasons],
             actions=[] if held_out else [SuggestedAction(
-                playbook_id=a.id, text=self.playbook[a.id].text(lang), why=a.why,
+                playbook_id=a.id, text=self.playbook[a.id].text(ctx.lang), why=a.why,
                 channel=self.playbook[a.id].channel, cost=self.playbook[a.id].cost,
                 measured=info[a.id].measured if a.id in info else False,
                 evidence=info[a.id].evidence if a.id in info else "no measurement yet",
@@ -144,7 +231,6 @@ class Assistant:
             experiment=(ExperimentArm(**assignment.to_dict())
                         if assignment is not None and assignment.arm in (HOLDOUT, "explore")
                         else None),
-            evidence=evidence, language=lang,  # type: ignore[arg-type]
-            backend=self.backend if not fallback else f"{self.backend}->none",
-            fallback=fallback, fallback_reason=reason, attempts=max(attempts, 1),
-            dropped=dropped if not fallback else [])
+            evidence=ctx.evidence, language=ctx.lang,  # type: ignore[arg-type]
+            backend=backend, attempts=max(attempts, 1), dropped=dropped or [],
+            coverage=[d.sid for d in ctx.required], added=added or [])

@@ -19,10 +19,10 @@ from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from pydantic import ValidationError
 
-from assistant.checks import SENTENCE_END, check_draft, numbers
+from assistant.checks import COVERAGE, EVIDENCE_ID, SENTENCE_END, check_draft, numbers
 from assistant.llm import structured
 from assistant.playbook import Action, Playbook
-from assistant.schema import MAX_CITED, Draft, Evidence
+from assistant.schema import MAX_CITED, Draft, DraftReason, Evidence
 
 JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
 RETRY_TEMPERATURE = 0.7
@@ -82,6 +82,7 @@ class Generation:
     problems: list[str] = field(default_factory=list)  # of the last attempt
     raw: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)  # problems of items removed by ``prune``
+    added: list[str] = field(default_factory=list)  # drivers given their deterministic reason
 
 
 def trim_to_sentence(text: str) -> str:
@@ -91,6 +92,14 @@ def trim_to_sentence(text: str) -> str:
         return text
     ends = [m.end() for m in re.finditer(r"[.!?。！？](?=\s|$)", text)]
     return text[:ends[-1]] if ends and ends[-1] >= 10 else text
+
+
+def strip_ids(text: str) -> str:
+    """Evidence ids the model wrote into its sentence ("(fact:orders)") are removed: they are
+    shown as the reason's citations. What is left is checked like any other text."""
+    text = re.sub(r"\s*[\[(（【]\s*" + EVIDENCE_ID.pattern + r"(?:\s*[,，;]\s*"
+                  + EVIDENCE_ID.pattern + r")*\s*[\])）】]", "", text)
+    return re.sub(r"\s{2,}", " ", EVIDENCE_ID.sub("", text)).replace(" .", ".").strip()
 
 
 def complete_citations(draft: Draft, evidence: dict[str, Evidence], customer_id: str) -> Draft:
@@ -115,23 +124,47 @@ def complete_citations(draft: Draft, evidence: dict[str, Evidence], customer_id:
 def prune(draft: Draft, problems: list[str]) -> Draft | None:
     """The draft without the reasons and actions that failed a check, if something useful is
     left (a reason and an action): every remaining item passed, and the output lists the
-    problems of what was dropped, so nothing unchecked is shown and nothing is hidden."""
+    problems of what was dropped, so nothing unchecked is shown and nothing is hidden.
+    A missing driver is not the draft's fault as a whole: ``cover`` adds its reason."""
     bad = {m.group(0) for p in problems if (m := ITEM.match(p))}
-    if any(not ITEM.match(p) for p in problems):
+    if any(not ITEM.match(p) and not p.startswith(COVERAGE) for p in problems):
         return None  # a problem with the draft as a whole
     reasons = [r for i, r in enumerate(draft.reasons, 1) if f"reason {i}" not in bad]
     actions = [a for i, a in enumerate(draft.actions, 1) if f"action {i}" not in bad]
-    if not reasons or not actions:
+    if not actions:
         return None
     return Draft(reasons=reasons, actions=actions)
 
 
+def cover(draft: Draft, required: dict[str, DraftReason], limit: int = 3) -> tuple[Draft, list[str]]:
+    """The draft with the deterministic reason of each required driver it does not cite, put
+    first (strongest driver first), keeping as many of the model's reasons as fit."""
+    cited = {eid for r in draft.reasons for eid in r.evidence}
+    missing = [sid for sid in required if sid not in cited]
+    if not missing:
+        return draft, []
+    added = [required[sid].model_copy(deep=True) for sid in missing]
+    room = max(limit - len(added), 0)
+    return Draft(reasons=[*added, *draft.reasons[:room]], actions=draft.actions), missing
+
+
 def generate(model: BaseChatModel, prompt: list[BaseMessage], evidence: dict[str, Evidence],
              customer_id: str, playbook: Playbook, facts: dict[str, float], lang: str,
-             candidates: set[str], max_attempts: int = 2) -> Generation:
+             candidates: set[str], max_attempts: int = 2,
+             required: dict[str, DraftReason] | None = None, band: str | None = None
+             ) -> Generation:
+    """``required``: the top drivers a reason must cite, with the deterministic reason added
+    for any the last attempt still leaves out; ``band``: claims about the risk must agree."""
     runnable = structured(model, Draft.model_json_schema())
     history = list(prompt)
     out = Generation(draft=None, attempts=0)
+    required = required or {}
+    words = {sid: r.text for sid, r in required.items()}
+
+    def check(d: Draft) -> list[str]:
+        return check_draft(d, evidence, customer_id, playbook, facts, lang, candidates,
+                           required=words, band=band)
+
     for attempt in range(max_attempts):
         out.attempts += 1
         # Greedy decoding would answer a retry with the same text: retries sample (seeded).
@@ -142,22 +175,23 @@ def generate(model: BaseChatModel, prompt: list[BaseMessage], evidence: dict[str
         draft, error = parse_draft(text)
         if draft is not None:
             for reason in draft.reasons:
-                reason.text = trim_to_sentence(reason.text)
+                reason.text = trim_to_sentence(strip_ids(reason.text))
             for action in draft.actions:
-                action.why = trim_to_sentence(action.why)
+                action.why = trim_to_sentence(strip_ids(action.why))
             draft = complete_citations(draft, evidence, customer_id)
-        problems = [error] if error else check_draft(draft, evidence, customer_id, playbook,  # type: ignore[arg-type]
-                                                     facts, lang, candidates)
+        problems = [error] if error else check(draft)  # type: ignore[arg-type]
         out.problems = problems
         if not problems:
             out.draft = draft
             return out
         if attempt == max_attempts - 1 and draft is not None:
             pruned = prune(draft, problems)
-            if pruned is not None and not check_draft(pruned, evidence, customer_id, playbook,
-                                                      facts, lang, candidates):
-                out.draft, out.dropped = pruned, problems
-                return out
+            if pruned is not None:
+                covered, added = cover(pruned, required)
+                if not check(covered):
+                    out.draft, out.added = covered, added
+                    out.dropped = [p for p in problems if not p.startswith(COVERAGE)]
+                    return out
         retry = template(f"explain.retry.{lang}.jinja").render(problems=problems)
         # The failed answer is not put back in the context: a small model copies it verbatim.
         history = [*prompt[:-1], HumanMessage(f"{prompt[-1].content}\n\n{retry}")]

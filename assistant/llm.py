@@ -14,6 +14,7 @@ import hashlib
 import importlib
 import importlib.util
 import os
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,7 +122,12 @@ class ChatLlamaCppJSON(BaseChatModel):
     max_tokens: int = 384
     temperature: float = 0.0
     seed: int = 0
+    n_batch: int = 512  # prompt tokens evaluated per step: the prompt is most of the CPU work
     _llama: Any = PrivateAttr(default=None)
+    # One llama.cpp context is not thread-safe: a page's explanation, a chat and the
+    # precomputing job take turns. Consecutive prompts that share the system prompt reuse its
+    # evaluated tokens (llama-cpp-python keeps the longest common prefix of the last prompt).
+    _lock: Any = PrivateAttr(default_factory=threading.RLock)
 
     @property
     def _llm_type(self) -> str:
@@ -138,7 +144,7 @@ class ChatLlamaCppJSON(BaseChatModel):
             try:
                 self._llama = Llama(model_path=self.model_path, n_ctx=self.n_ctx,
                                     n_threads=self.n_threads or os.cpu_count(), seed=self.seed,
-                                    verbose=False)
+                                    n_batch=self.n_batch, verbose=False)
             except (ValueError, RuntimeError) as exc:
                 raise LLMUnavailable(f"cannot load {self.model_path}: {exc} (a broken or "
                                      "truncated file? delete it and run setup again)") from exc
@@ -153,29 +159,31 @@ class ChatLlamaCppJSON(BaseChatModel):
                 run_manager: CallbackManagerForLLMRun | None = None,
                 **kwargs: Any) -> Iterator[ChatGenerationChunk]:
         """Token by token, for the chat page (free text, no schema)."""
-        llama = self._load()
-        for part in llama.create_chat_completion(messages=self._chat(messages), stream=True,
-                                                 temperature=self.temperature,
-                                                 max_tokens=self.max_tokens, stop=stop,
-                                                 seed=self.seed):
-            text = part["choices"][0]["delta"].get("content") or ""
-            if text:
-                chunk = ChatGenerationChunk(message=AIMessageChunk(content=text))
-                if run_manager:
-                    run_manager.on_llm_new_token(text, chunk=chunk)
-                yield chunk
+        with self._lock:
+            llama = self._load()
+            for part in llama.create_chat_completion(messages=self._chat(messages), stream=True,
+                                                     temperature=self.temperature,
+                                                     max_tokens=self.max_tokens, stop=stop,
+                                                     seed=self.seed):
+                text = part["choices"][0]["delta"].get("content") or ""
+                if text:
+                    chunk = ChatGenerationChunk(message=AIMessageChunk(content=text))
+                    if run_manager:
+                        run_manager.on_llm_new_token(text, chunk=chunk)
+                    yield chunk
 
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None,
                   json_schema: dict | None = None, temperature: float | None = None,
                   **kwargs: Any) -> ChatResult:
-        llama = self._load()
         chat = self._chat(messages)
         fmt = {"type": "json_object", "schema": json_schema} if json_schema else None
         temp = self.temperature if temperature is None else temperature
-        res = llama.create_chat_completion(messages=chat, temperature=temp,
-                                           max_tokens=self.max_tokens, stop=stop,
-                                           response_format=fmt, seed=self.seed)
+        with self._lock:
+            llama = self._load()
+            res = llama.create_chat_completion(messages=chat, temperature=temp,
+                                               max_tokens=self.max_tokens, stop=stop,
+                                               response_format=fmt, seed=self.seed)
         text = res["choices"][0]["message"]["content"] or ""
         usage = res.get("usage", {})
         return ChatResult(generations=[ChatGeneration(message=AIMessage(

@@ -97,6 +97,14 @@ class Playbook:
         self.actions = {a.id: a for a in actions}
         self.source = source
 
+    @property
+    def version(self) -> str:
+        """A digest of the actions: explanations cached under another playbook are misses."""
+        import hashlib
+
+        body = "\x1f".join(a.model_dump_json() for a in self.actions.values())
+        return hashlib.sha256(body.encode("utf-8")).hexdigest()[:16]
+
     def __contains__(self, action_id: object) -> bool:
         return action_id in self.actions
 

@@ -23,6 +23,9 @@ class Evidence(BaseModel):
     text: str  # masked: no emails or phone numbers
     days_ago: int | None = None
     contribution: float | None = None  # change in churn probability it accounts for
+    events: list[str] = Field(default_factory=list, description=(
+        "the history events this item stands for (a driver groups several): the page "
+        "highlights them"))
 
 
 class Risk(BaseModel):
@@ -67,6 +70,10 @@ class Explanation(BaseModel):
     dropped: list[str] = Field(default_factory=list, description=(
         "checks that removed individual LLM reasons or actions; what is shown passed them all"))
     experiment: ExperimentArm | None = None  # holdout: no actions, and the agent is told why
+    coverage: list[str] = Field(default_factory=list, description=(
+        "evidence ids of the top drivers the reasons must mention; all are cited"))
+    added: list[str] = Field(default_factory=list, description=(
+        "drivers whose deterministic reason was added because the LLM's draft left them out"))
 
 
 # What the LLM is asked to return (JSON-schema constrained on the local backend).

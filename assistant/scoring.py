@@ -14,7 +14,7 @@ import pandas as pd
 from finetune.artifacts import TrainedModel
 from finetune.features import compute_features
 from finetune.labels import as_cutoff, data_bounds
-from finetune.serialize import Serialized
+from finetune.serialize import FACT_FEATURES, Serialized
 
 
 class CustomerNotFound(LookupError):
@@ -106,19 +106,23 @@ class Scorer:
                                serialized[i], histories[cid])
                 for i, (cid, p) in enumerate(zip(frame["customer_id"], probs))]
 
-    def variants(self, scored: ScoredCustomer, drop_sets: list[set[str]]) -> list[float]:
+    def variants(self, scored: ScoredCustomer, drop_sets: list[set[str]],
+                 reference: pd.Series | None = None) -> list[float]:
         """Probability with each set of segments removed (one batch through the model).
 
         A removed event leaves the history (features and text change, as if it never happened);
         a removed header fact leaves the text only, since facts are derived from the events. If
         removing events would leave no history at all, they are removed from the text only.
         """
-        return self.variants_many([(scored, drop_sets)])[0]
+        return self.variants_many([(scored, drop_sets)], reference)[0]
 
-    def variants_many(self, requests: list[tuple[ScoredCustomer, list[set[str]]]]
-                      ) -> list[list[float]]:
+    def variants_many(self, requests: list[tuple[ScoredCustomer, list[set[str]]]],
+                      reference: pd.Series | None = None) -> list[list[float]]:
         """``variants`` for several customers in one batch: a report chunk's attributions cost
-        one feature pass, one serialization pass and length-sorted model batches in all."""
+        one feature pass, one serialization pass and length-sorted model batches in all.
+
+        ``reference``: a removed header fact also sets the aggregates it states
+        (``FACT_FEATURES``) to these values, so the trees no longer see it either."""
         parts, ids, fact_drops, cutoffs = [], [], [], []
         for n, (scored, drop_sets) in enumerate(requests):
             hist = scored.history
@@ -147,6 +151,12 @@ class Scorer:
         feats = feats.reset_index()
         serialized = self.model.serializer.serialize_snapshots(ev, feats)
         texts = [s.without(drop) for s, drop in zip(serialized, fact_drops)]
+        if reference is not None:
+            for row, drop in enumerate(fact_drops):
+                cols = [c for sid in drop if sid.startswith("fact:")
+                        for c in FACT_FEATURES.get(sid.removeprefix("fact:"), ())]
+                if cols:
+                    feats.loc[row, cols] = reference[cols].to_numpy(dtype=float)
         probs = self.predict(feats.assign(text=texts)).tolist()
         out, start = [], 0
         for _, drop_sets in requests:

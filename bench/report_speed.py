@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 
 def main() -> None:
-    from assistant import wording
     from assistant.attributions import attribute
+    from assistant.drivers import group, top
     from assistant.explain import Assistant
     from assistant.playbook import Playbook
     from assistant.scoring import Scorer
@@ -56,8 +56,8 @@ def main() -> None:
     one_by_one = {}
     for cid in ids:
         scored = helper.scorer.customer(events, cid, cutoff)
-        drivers = wording.drivers(attribute(helper.scorer, scored))
-        one_by_one[cid] = (scored.probability, ",".join(a.sid for a in drivers))
+        drivers = top(group(scored, attribute(helper.scorer, scored)))
+        one_by_one[cid] = (scored.probability, ",".join(d.sid for d in drivers))
     naive_s = time.perf_counter() - started
 
     started = time.perf_counter()

@@ -95,6 +95,24 @@ def _buyer(orders: float) -> str:
             else "regular buyer" if orders <= 10 else "frequent buyer")
 
 
+# Which aggregates each header fact states: the one map between what the trees read and what the
+# text says. Attributions credit a feature's TreeSHAP value to the fact that states it, and a
+# deletion test that removes a fact resets these aggregates too. ``n_cancels`` has no header
+# fact: the cancel events themselves carry it.
+FACT_FEATURES: dict[str, tuple[str, ...]] = {
+    "tenure": ("tenure_days",),
+    "orders": ("frequency", "monetary", "avg_amount", "n_30d", "n_90d", "n_180d"),
+    "recency": ("recency_days", "gap_mean", "gap_std", "recency_over_gap",
+                "days_since_any_event"),
+    "trend": ("amount_30d", "amount_90d", "amount_180d", "amount_prev_90d", "spend_trend"),
+    "returns": ("n_returns", "return_amount", "returns_90d", "return_rate"),
+    "rating": ("n_reviews", "rating_mean", "rating_min", "rating_last", "n_low_ratings"),
+    "tickets": ("n_tickets", "tickets_90d"),
+    "visits": ("n_visits", "visits_30d"),
+}
+EVENT_FEATURES: dict[str, tuple[str, ...]] = {"cancel": ("n_cancels",)}
+
+
 def header_facts(f: pd.Series) -> list[tuple[str, str]]:
     """(name, sentence) pairs from one row of ``features.FEATURE_COLUMNS``; only facts that exist."""
     facts = [("tenure", f"customer for {int(f['tenure_days'])} days ({_since(f['tenure_days'])})")]

@@ -15,14 +15,17 @@ from collections import Counter
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from assistant import wording
 from assistant.attributions import attribute_many
+from assistant.drivers import group, top
 from assistant.explain import Assistant
 from assistant.scoring import default_cutoff
 from finetune.actions import HOLDOUT
@@ -59,7 +62,8 @@ def _atomic_frame(frame: pd.DataFrame, path: Path, kind: str) -> None:
 
 
 def score_chunk(helper: Assistant, events: pd.DataFrame, ids: list[str],
-                cutoff: pd.Timestamp, checkpoint: Callable[[], None] | None = None) -> pd.DataFrame:
+                cutoff: pd.Timestamp, checkpoint: Callable[[], None] | None = None,
+                lang: str = "en") -> pd.DataFrame:
     """One batch for the chunk's scores and one for all their attributions (occlusion)."""
     rows = []
     if checkpoint is not None:
@@ -69,15 +73,15 @@ def score_chunk(helper: Assistant, events: pd.DataFrame, ids: list[str],
         checkpoint()
     for scored, attrs in zip(all_scored, attribute_many(helper.scorer, all_scored)):
         cid = scored.customer_id
-        drivers = wording.drivers(attrs)
-        keys = [wording.reason_key(a.sid, a.kind) for a in drivers]
+        grouped = group(scored, attrs)
+        drivers = top(grouped)
         assignment = helper.assignment(scored)
         arm = assignment.arm if assignment is not None else "off"
-        ranked = [] if arm == HOLDOUT else helper.ranked(scored, attrs, assignment)[:2]
+        ranked = [] if arm == HOLDOUT else helper.ranked(scored, grouped, assignment)[:2]
         rows.append({"customer_id": cid, "probability": scored.probability, "band": scored.band,
-                     "top_reasons": " | ".join(a.text for a in drivers),
-                     "reason_kinds": ",".join(keys),
-                     "reason_evidence": ",".join(a.sid for a in drivers),
+                     "top_reasons": " | ".join(wording.reason_text(d, lang) for d in drivers),
+                     "reason_kinds": ",".join(d.key for d in drivers),
+                     "reason_evidence": ",".join(d.sid for d in drivers),
                      "action_ids": ",".join(r.action.id for r in ranked),
                      "action_evidence": " | ".join(r.evidence for r in ranked),
                      "experiment_arm": arm,
@@ -122,7 +126,7 @@ def run_report(helper: Assistant, events: pd.DataFrame, out: Path, config: Repor
         if not part.exists():
             checkpoint()
             with lock:
-                frame = score_chunk(helper, events, chunk, cutoff, checkpoint)
+                frame = score_chunk(helper, events, chunk, cutoff, checkpoint, config.lang)
             _atomic_frame(frame, part, "parquet")
         if progress:
             progress(min((n + 1) * config.chunk, len(ids)), len(ids))
@@ -193,7 +197,10 @@ def render_html(table: pd.DataFrame, cards: list[dict], events: pd.DataFrame,
                 .agg(customers=("customer_id", "size"), mean_risk=("probability", "mean"),
                      high=("band", lambda b: float((b == "high").mean())),
                      revenue=("monetary", "sum")).reset_index().to_dict("records"))
+    labels = yaml.safe_load(resources.files("service").joinpath("templates/report_labels.yaml")
+                            .read_text("utf-8"))
     return env.get_template("report.html.j2").render(
+        L=labels.get(config.lang, labels["en"]),
         cutoff=cutoff.date().isoformat(), model=helper.scorer.model.directory.name,
         n=len(table), bands=table["band"].value_counts().to_dict(), hist=hist,
         hist_max=max(hist) or 1, reasons=reasons.most_common(10), segments=segments,

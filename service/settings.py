@@ -80,6 +80,13 @@ class Settings(BaseSettings):
     """Customers per arm before a measured effect ranks the actions instead of the priority."""
     value_per_customer: float = Field(100.0, ge=0)
     """What keeping one customer is worth, in the unit of the actions' cost."""
+    explain_cache: int = Field(4096, ge=0)
+    """Finished explanations kept in memory by snapshot (0: off); a new event is a miss."""
+    precompute_top: int = Field(0, ge=0)
+    """After each daily rescoring, explain the riskiest N customers ahead of agents (LLM
+    included), so their first look is instant (RETENTION_PRECOMPUTE_TOP)."""
+    precompute_langs: str = "en"
+    """Languages the precomputed explanations are written in, comma-separated (en, zh)."""
 
     @property
     def db_url(self) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from assistant.cache import ExplanationCache
 from assistant.explain import Assistant
 from assistant.llm import LLMConfig, chat_model
 from assistant.playbook import Playbook
@@ -32,7 +33,8 @@ def assistant(settings: Settings, model_dir: Path | None = None, backend: str | 
     return Assistant(scorer=with_scorer or scorer(settings, model_dir),
                      playbook=Playbook.load(settings.playbook),
                      store=ContextStore(settings.store_path) if store else None,
-                     llm=chat_model(config), backend=config.backend)
+                     llm=chat_model(config), backend=config.backend,
+                     cache=ExplanationCache(settings.explain_cache))
 
 
 def check_llm(helper: Assistant) -> None:

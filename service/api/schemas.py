@@ -55,9 +55,13 @@ class ScoreResponse(BaseModel):
 
 
 class Driver(BaseModel):
+    """One thing that raises the risk, in plain words (related events grouped)."""
+
     evidence_id: str
     text: str
     contribution: float = Field(description="change in churn probability it accounts for")
+    kind: str = Field("", description="recency, cancel, returns, tickets, rating, trend, ...")
+    events: list[str] = Field(default_factory=list, description="the history events it groups")
 
 
 class TrendPoint(BaseModel):

@@ -21,10 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from assistant.experiment import ExperimentConfig, default_policy
 from assistant.explain import Assistant
+from assistant.pii import mask
 from assistant.playbook import Playbook
 from assistant.scoring import Scorer
 from finetune.actions import HOLDOUT
@@ -298,7 +300,40 @@ class Services:
                                   experiment=self.experiment_config())
         if self.sender is not None and summary.warnings:
             self.sender.wake()
+        if self.settings.precompute_top and not self._stopping.is_set():
+            self.precompute(as_of or self.as_of())
         return summary
+
+    def precompute(self, as_of: pd.Timestamp) -> int:
+        """Explain the riskiest ``precompute_top`` customers at ``as_of`` into the cache, in
+        bulk priority (agents' requests go first); returns how many were written. A customer
+        that fails is logged and skipped: precomputing is a convenience, never a failure."""
+        n = self.settings.precompute_top
+        langs = [x.strip() for x in self.settings.precompute_langs.split(",") if x.strip()]
+        day = as_of.date().isoformat()
+        with self.Session() as session:
+            ids = list(session.scalars(
+                select(db.ScoreRow.customer_id).where(db.ScoreRow.cutoff == day)
+                .order_by(db.ScoreRow.probability.desc(), db.ScoreRow.customer_id).limit(n)))
+            events = self.events(session, ids) if ids else pd.DataFrame()
+        helper, done = self.assistant, 0
+        for cid in ids:
+            for lang in langs:
+                if self._stopping.is_set():
+                    return done
+                try:
+                    if helper.cached(events, cid, lang, as_of) is not None:
+                        continue
+                    with self.gate.bulk():  # the model pass; the LLM writes outside the gate
+                        ctx = helper.prepare(events, cid, lang=lang, cutoff=as_of)
+                    helper.remember(helper.cache_key(events, cid, lang, as_of),
+                                    helper.write(ctx))
+                    done += 1
+                except Exception:  # one customer must not stop the rest
+                    log.exception("precomputing the explanation of %s failed", mask(cid))
+        log.info("precomputed %d explanation(s) for the %d riskiest customers at %s",
+                 done, len(ids), day)
+        return done
 
     def rescore_busy(self) -> bool:
         return self._rescore_lock.locked()

@@ -6,18 +6,24 @@ and equal to what offline ``retention score --cutoff AS_OF`` gives; responses ca
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from typing import Annotated
 
 import pandas as pd
 from fastapi import APIRouter, Depends, Path, Query
+from sse_starlette.sse import EventSourceResponse
 
 from assistant import wording
 from assistant.attributions import attribute
+from assistant.drivers import group, top
+from assistant.explain import Context
+from assistant.llm import LLMUnavailable
 from assistant.schema import Explanation
 from finetune.actions import HOLDOUT
 from finetune.contract import validate_events
 from finetune.labels import as_cutoff
-from service import db, scores
+from service import db, scores, wiring
 from service.api.actions import record_holdout
 from service.api.deps import ServicesDep, SessionDep, require
 from service.api.problems import Problem
@@ -82,15 +88,16 @@ def risk(customer_id: CustomerId, services: ServicesDep, session: SessionDep) ->
     scorer = services.scorer
     with services.gate.interactive():
         scored = scorer.customer(events, customer_id, as_of)
-        drivers = wording.drivers(attribute(scorer, scored))
+        drivers = top(group(scored, attribute(scorer, scored)))
     day = as_of.date().isoformat()
     return RiskResponse(customer_id=customer_id, probability=scored.probability,
                         band=scored.band, cutoff=day, as_of=day,
                         model_version=scorer.model.directory.name,
                         previous=scores.previous_scores(session, [customer_id], day).get(customer_id),
                         trend=[TrendPoint(**t) for t in scores.trend(session, customer_id)],
-                        reasons=[Driver(evidence_id=a.sid, text=a.text,
-                                        contribution=a.contribution) for a in drivers])
+                        reasons=[Driver(evidence_id=d.sid, text=wording.reason_text(d, "en"),
+                                        contribution=d.contribution, kind=d.key,
+                                        events=d.events) for d in drivers])
 
 
 @router.post("/score", response_model=ScoreResponse, dependencies=[Depends(require("score"))])
@@ -121,21 +128,90 @@ def score(body: ScoreRequest, services: ServicesDep, session: SessionDep) -> Sco
                          as_of=as_of.date().isoformat(), scores=out, unknown=unknown)
 
 
-@router.get("/customers/{customer_id}/explanation", response_model=Explanation,
-            dependencies=[Depends(require("explain"))])
-def explanation(customer_id: CustomerId, services: ServicesDep, session: SessionDep,
-                lang: Annotated[str, Query(pattern="^(en|zh)$")] = "en") -> Explanation:
-    """Reasons and actions from the assistant, every claim citing its evidence."""
+def _prepared(services: ServicesDep, session: SessionDep, customer_id: str, lang: str
+              ) -> tuple[Explanation | None, Context | None, str | None]:
+    """A cached explanation, or the prepared context (score, drivers, evidence, actions)
+    and its cache key; the model pass runs under the interactive gate, the LLM does not."""
     events = _customer_events(services, session, customer_id)
     helper = services.assistant
     as_of = services.as_of()
-    with services.gate.interactive():
-        if helper.store is not None:
-            helper.store.index_events(events)
-        result = helper.explain(events, customer_id, lang=lang, cutoff=as_of)
-    if result.experiment is not None and result.experiment.arm == HOLDOUT:
-        record_holdout(session, customer_id, result.experiment.period, as_of)
+    hit = helper.cached(events, customer_id, lang, as_of)
+    if hit is not None:
+        arm = hit.experiment
+    else:
+        with services.gate.interactive():
+            if helper.store is not None:
+                helper.store.index_events(events)
+            ctx = helper.prepare(events, customer_id, lang=lang, cutoff=as_of)
+        arm = ctx.assignment
+    if arm is not None and arm.arm == HOLDOUT:
+        record_holdout(session, customer_id, arm.period, as_of)
+    if hit is not None:
+        return hit, None, None
+    return None, ctx, helper.cache_key(events, customer_id, lang, as_of)
+
+
+Lang = Annotated[str, Query(pattern="^(en|zh)$")]
+
+
+@router.get("/customers/{customer_id}/explanation", response_model=Explanation,
+            dependencies=[Depends(require("explain"))])
+def explanation(customer_id: CustomerId, services: ServicesDep, session: SessionDep,
+                lang: Lang = "en") -> Explanation:
+    """Reasons and actions from the assistant, every claim citing its evidence (the LLM's
+    checked wording when a backend is configured; cached by snapshot)."""
+    hit, ctx, key = _prepared(services, session, customer_id, lang)
+    if hit is not None:
+        return hit
+    helper = services.assistant
+    result = helper.write(ctx)  # type: ignore[arg-type]
+    helper.remember(key, result)
     return result
+
+
+@router.get("/customers/{customer_id}/explanation/stream",
+            dependencies=[Depends(require("explain"))],
+            responses={200: {"content": {"text/event-stream": {}}, "description": (
+                "server-sent events: `deterministic` (risk, drivers and actions without an "
+                "LLM, at once), then `final` (the LLM's wording, checked) or `kept` (the LLM's "
+                "drafts failed their checks or it is unavailable: the deterministic wording "
+                "stays), then `done`; a cached explanation comes as `final` alone")}})
+def explanation_stream(customer_id: CustomerId, services: ServicesDep, session: SessionDep,
+                       lang: Lang = "en") -> EventSourceResponse:
+    """What an agent sees first never waits for the LLM."""
+    hit, ctx, key = _prepared(services, session, customer_id, lang)
+    helper = services.assistant
+
+    def frame(kind: str, x: Explanation | None, **extra: object) -> dict:
+        body = {"explanation": x.model_dump(mode="json") if x is not None else None, **extra}
+        return {"event": kind, "data": json.dumps(body, ensure_ascii=False)}
+
+    def stream() -> Iterator[dict]:
+        if hit is not None:
+            yield frame("final", hit, cached=True)
+            yield {"event": "done", "data": "{}"}
+            return
+        assert ctx is not None
+        first = helper.deterministic(ctx)
+        yield frame("deterministic", first, cached=False)
+        if helper.llm is None:
+            helper.remember(key, first)
+            yield frame("final", first, cached=False)
+        else:
+            try:
+                wiring.check_llm(helper)
+                result = helper.write(ctx)
+            except LLMUnavailable as exc:
+                yield frame("kept", None, reason=f"the LLM is unavailable: {exc}")
+            else:
+                helper.remember(key, result)
+                if result.fallback:
+                    yield frame("kept", result, reason=result.fallback_reason or "")
+                else:
+                    yield frame("final", result, cached=False)
+        yield {"event": "done", "data": "{}"}
+
+    return EventSourceResponse(stream())
 
 
 @router.post("/events", response_model=IngestResponse, dependencies=[Depends(require("ingest"))])

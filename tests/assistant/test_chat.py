@@ -19,3 +19,14 @@ def test_invented_numbers_foreign_citations_and_links_fail():
     assert check_answer("They spent 400 on it [event:a1].", EV, "C1")
     assert check_answer("See [event:b2].", EV, "C1")
     assert check_answer("Write to them at x@y.com", EV, "C1")
+
+
+def test_risk_claims_and_offers_in_answers_are_checked():
+    from assistant.checks import playbook_numbers
+    from assistant.playbook import Playbook
+
+    offers = playbook_numbers(Playbook.load(), "en")
+    assert check_answer("This is a low risk customer [event:a1].", EV, "C1", band="high")
+    assert check_answer("Offer them a 90% discount on every order.", EV, "C1", offers=offers)
+    assert check_answer("A 10% coupon could help [event:a1].", EV, "C1", band="high",
+                        offers=offers) == []
