@@ -19,6 +19,7 @@ fact also resets the aggregates it states, so the trees see it gone too.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -153,15 +154,19 @@ class Faithfulness:
 
 
 def faithfulness(scorer: Scorer, customers: list[ScoredCustomer], k: int = 3,
-                 seed: int = 0, reference: pd.Series | None = None) -> Faithfulness:
+                 seed: int = 0, reference: pd.Series | None = None,
+                 method: Callable[[Scorer, list[ScoredCustomer]], list[list[Attribution]]]
+                 | None = None) -> Faithfulness:
     """Deletion test over customers with more than k segments. ``reference``: aggregates a
-    removed fact is reset to (e.g. the medians of the customers tested)."""
+    removed fact is reset to (e.g. the medians of the customers scored); ``method``: the
+    attributions tested (default ``attribute_many``; ``occlusion_many`` for the old figure)."""
+    method = method or attribute_many
     rng = np.random.default_rng(seed)
     tested = [c for c in customers if len(c.serialized.segments) > k]
     if not tested:
         raise ValueError(f"no customer has more than {k} segments to test")
     requests = []
-    for scored, attrs in zip(tested, attribute_many(scorer, tested)):
+    for scored, attrs in zip(tested, method(scorer, tested)):
         segments = scored.serialized.segments
         top_k = {a.sid for a in sorted(attrs, key=lambda a: -a.contribution)[:k]}
         random_k = {segments[i].sid for i in rng.choice(len(segments), size=k, replace=False)}

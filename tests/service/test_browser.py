@@ -3,6 +3,7 @@ against the running app; the test saves a screenshot to build/screenshots/chat_p
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import threading
@@ -39,8 +40,10 @@ def _serve(tmp_path_factory, trained_model, synthetic, **overrides):
         db.upsert_events(session, synthetic[0][synthetic[0]["customer_id"] < "C00040"])
         key = db.create_key(session, "browser test", "agent")
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
+    app = create_app(settings)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
                                            log_level="warning"))
+    server.app_ = app  # the test reaches the running services through it
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     for _ in range(200):
@@ -155,3 +158,60 @@ def test_holdout_banner_and_done_button(tmp_path_factory, trained_model, synthet
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def test_deterministic_reasons_come_first_then_the_llms_replace_them(served_llm):
+    """The page shows the deterministic reasons while the (scripted, slow) LLM writes, then
+    replaces them with its checked wording; Chinese labels when zh is chosen."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from service.cli_service import chat_link
+
+    port, key = served_llm
+    with sync_playwright() as p:
+        browser = _browser(p)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(chat_link("127.0.0.1", port, key))
+        page.fill("#q", "C00002")
+        expect(page.locator("#hits div").first).to_contain_text("C00002", timeout=30_000)
+        page.locator("#hits div").first.click()
+        expect(page.locator("#explain[data-stage=deterministic] li.reason").first
+               ).to_be_visible(timeout=60_000)
+        expect(page.locator("#pending")).to_be_visible()
+        first = page.inner_text("#explain li.reason >> nth=0")
+        assert "The LLM notes" not in first
+        page.screenshot(path=str(SHOTS / "explain_deterministic.png"), full_page=True)
+        expect(page.locator("#explain[data-stage=final]")).to_be_visible(timeout=60_000)
+        expect(page.locator("#writer")).to_contain_text("scripted")
+        expect(page.locator("#explain li.reason").first).to_contain_text("The LLM notes")
+        page.screenshot(path=str(SHOTS / "explain_llm.png"), full_page=True)
+        # The agent's language: every label in Chinese.
+        page.select_option("#lang", "zh")
+        expect(page.locator("h2").first).to_have_text("客户")
+        expect(page.locator("#send")).to_have_text("提问")
+        expect(page.locator("#explain[data-stage=final]")).to_be_visible(timeout=60_000)
+        expect(page.locator("#explain li.reason").first).to_contain_text(
+            re.compile("[\u4e00-\u9fff]"))
+        expect(page.locator("#riskbody .band")).to_have_text(re.compile("^[低中高]$"))
+        page.screenshot(path=str(SHOTS / "explain_zh.png"), full_page=True)
+        browser.close()
+    assert errors == [], errors
+
+
+@pytest.fixture(scope="module")
+def served_llm(tmp_path_factory, trained_model, synthetic):
+    from tests.assistant.fakes import ScriptedChat, grounded_reply
+
+    def slow(messages):
+        time.sleep(2.0)
+        zh = "证据" in str(messages[-1].content)
+        return grounded_reply(messages, prefix="LLM 认为" if zh else "The LLM notes")
+
+    port, key, server, thread = _serve(tmp_path_factory, trained_model, synthetic, holdout=0.0)
+    helper = server.app_.state.services.assistant
+    helper.llm, helper.backend = ScriptedChat(slow), "scripted"
+    yield port, key
+    server.should_exit = True
+    thread.join(timeout=10)
