@@ -168,6 +168,9 @@ def check_draft(draft: Draft, evidence: Mapping[str, Evidence], customer_id: str
                 problems.append(f"{where} cites evidence {eid!r} of another customer")
             else:
                 cited.append(item)
+        if cited and all(e.kind == "score" for e in cited):
+            problems.append(f"{where} only restates the score; say what drives it, citing "
+                            "that evidence")
         allowed = set().union(*(numbers(e.text) for e in cited)) if cited else set()
         invented = sorted(numbers(reason.text) - allowed)
         if invented:

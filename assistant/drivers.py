@@ -104,6 +104,11 @@ def _quote(text: object, t: dict) -> str:
     return t["quote"].format(text=s)
 
 
+def _pick(d: dict, name: str, n: int) -> str:
+    """The singular template when there is exactly one and the language has one."""
+    return d.get(f"{name}_one", d[name]) if n == 1 else d[name]
+
+
 def _num(x: float) -> float:
     return 0.0 if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
 
@@ -142,13 +147,15 @@ def _words(key: str, members: list[Attribution], f: Mapping[str, float],
         return d[name].format(recency=recency, gap=round(gap))
     if key == "returns":
         if "fact:returns" in facts:
-            return d["returns"].format(n=int(_num(f["n_returns"])),
+            n = int(_num(f["n_returns"]))
+            return _pick(d, "returns", n).format(n=n,
                                        amount=money(_num(f["return_amount"])),
                                        recent=int(_num(f["returns_90d"])))
         return d["return_event"].format(when=when)
     if key == "tickets":
         if "fact:tickets" in facts:
-            text = d["tickets"].format(n=int(_num(f["n_tickets"])),
+            n = int(_num(f["n_tickets"]))
+            text = _pick(d, "tickets", n).format(n=n,
                                        recent=int(_num(f["tickets_90d"])))
             newest = min(events, key=lambda a: a.days_ago or 0) if events else None
             r = _row(history, newest.sid) if newest else None
@@ -165,8 +172,8 @@ def _words(key: str, members: list[Attribution], f: Mapping[str, float],
             name = "rated_one" if int(stars) == 1 else "rated"
             return d[name].format(stars=int(stars), when=when, quote=quote)
         if has_fact:
-            return d["rating"].format(mean=f"{_num(f['rating_mean']):.1f}",
-                                      n=int(_num(f["n_reviews"])),
+            n = int(_num(f["n_reviews"]))
+            return _pick(d, "rating", n).format(mean=f"{_num(f['rating_mean']):.1f}", n=n,
                                       last=int(_num(f["rating_last"])))
         return d["review_event"].format(when=when, quote=quote)
     if key == "trend":
@@ -176,7 +183,7 @@ def _words(key: str, members: list[Attribution], f: Mapping[str, float],
         return d[name].format(now=money(now), before=money(before))
     if key == "visits":
         n = int(_num(f["visits_30d"]))
-        return d["visits_none"] if n == 0 else d["visits"].format(n=n)
+        return d["visits_none"] if n == 0 else _pick(d, "visits", n).format(n=n)
     if key == "orders":
         if "fact:orders" in facts:
             if _num(f["frequency"]) <= 1:

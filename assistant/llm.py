@@ -46,6 +46,7 @@ class LLMConfig:
     model_path: Path | None = None  # a GGUF file for local/small instead of the packaged one
     n_ctx: int = 4096
     n_threads: int | None = None
+    n_batch: int = 512  # prompt tokens per llama.cpp step (the prompt is most of the CPU work)
     max_tokens: int = 384
     temperature: float = 0.0
     seed: int = 0
@@ -209,6 +210,7 @@ def chat_model(config: LLMConfig) -> BaseChatModel | None:
     if not Path(path).exists():
         raise LLMUnavailable(f"LLM file {path} does not exist")
     return ChatLlamaCppJSON(model_path=str(path), n_ctx=config.n_ctx, n_threads=config.n_threads,
+                            n_batch=config.n_batch,
                             max_tokens=config.max_tokens, temperature=config.temperature,
                             seed=config.seed)
 

@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     """A GGUF file to use instead of the packaged one (local/small backends)."""
     llm_threads: int | None = None
     llm_max_tokens: int = 384
+    llm_batch: int = Field(512, ge=8)
+    """Prompt tokens llama.cpp evaluates per step (local and small backends)."""
     openai_base_url: str | None = None
     openai_model: str = "gpt-4o-mini"
     openai_api_key: str | None = None

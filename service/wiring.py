@@ -16,7 +16,8 @@ from service.settings import Settings
 
 def llm_config(settings: Settings, backend: str | None = None) -> LLMConfig:
     return LLMConfig(backend=backend or settings.llm_backend, model_path=settings.llm_model_path,
-                     n_threads=settings.llm_threads, max_tokens=settings.llm_max_tokens,
+                     n_threads=settings.llm_threads, n_batch=settings.llm_batch,
+                     max_tokens=settings.llm_max_tokens,
                      seed=settings.seed, openai_base_url=settings.openai_base_url,
                      openai_model=settings.openai_model, openai_api_key=settings.openai_api_key)
 

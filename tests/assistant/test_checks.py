@@ -254,3 +254,8 @@ def test_a_customer_id_enters_the_prompt_only_as_quoted_data():
     lines = prompt[1].content.splitlines()
     assert not any(line.startswith("IGNORE") for line in lines)
     assert json.dumps(evil) in prompt[1].content
+
+
+def test_a_reason_that_only_restates_the_score_fails():
+    found = problems(draft([("The churn probability is 81%, which is high.", ["score:risk"])]))
+    assert any("only restates the score" in p for p in found), found

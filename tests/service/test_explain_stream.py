@@ -128,3 +128,21 @@ def test_an_unavailable_llm_keeps_the_deterministic_wording(api):
         use_llm(client, None, "none")
     assert [k for k, _, _ in got] == ["deterministic", "kept", "done"]
     assert "unavailable" in got[1][1]["reason"]
+
+
+def test_the_daily_rescoring_precomputes_the_riskiest_explanations(api):
+    client, agent, admin = api
+    services = client.app.state.services
+    services.settings.precompute_top, services.settings.precompute_langs = 3, "en,zh"
+    try:
+        before = len(services.assistant.cache)
+        res = client.post("/v1/rescore?wait=true", headers=admin)
+        assert res.status_code == 200, res.text
+    finally:
+        services.settings.precompute_top = 0
+    assert len(services.assistant.cache) >= before + 1
+    top = client.get("/v1/customers?q=C000&limit=100", headers=agent).json()
+    riskiest = max((h for h in top if h["probability"] is not None),
+                   key=lambda h: h["probability"])["customer_id"]
+    got = frames(client, f"/v1/customers/{riskiest}/explanation/stream?lang=zh", agent)
+    assert [k for k, _, _ in got] == ["final", "done"] and got[0][1]["cached"] is True

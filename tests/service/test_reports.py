@@ -95,3 +95,21 @@ def test_report_shows_what_worked_and_the_experiment(tmp_path, setup):
         "measured: +4.1 points retained").all()
     html = paths["html"].read_text()
     assert "What worked" in html and "feedback_survey (n=1240)" in html and "+4.1" in html
+
+
+def test_a_chinese_report_has_chinese_labels_and_reasons(tmp_path, setup):
+    import re
+
+    helper, events = setup
+    paths = run_report(helper, events, tmp_path / "zh", ReportConfig(top_n=2, chunk=16,
+                                                                     cutoff="2024-05-01",
+                                                                     lang="zh"))
+    html = paths["html"].read_text()
+    for label in ("客户流失风险报告", "风险分布", "最常见的原因", "客户分群", "风险最高的客户",
+                  "哪些措施有效"):
+        assert label in html, label
+    headings = re.findall(r"<h[12]>(.*?)</h[12]>", html)
+    assert headings and all(re.search(r"[\u4e00-\u9fff]", h) for h in headings), headings
+    frame = pd.read_csv(paths["csv"])
+    reasons = frame["top_reasons"].dropna()
+    assert len(reasons) and reasons.str.contains(r"[\u4e00-\u9fff]").all()
