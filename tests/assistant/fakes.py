@@ -50,7 +50,7 @@ def evidence_of(messages: list[BaseMessage]) -> list[dict]:
 
 
 def grounded_reply(messages: list[BaseMessage], prefix: str = "Records show",
-                   skip_top: bool = False) -> str:
+                   skip_top: bool = False, why: str = "It fits what happened.") -> str:
     """A draft that passes the checks: one reason per risk-raising evidence item, restating its
     words (so its figures), and the first candidate action. ``skip_top`` leaves out the
     strongest driver, as a model that misses the point would."""
@@ -64,4 +64,4 @@ def grounded_reply(messages: list[BaseMessage], prefix: str = "Records show",
                for d in chosen] or [{"text": f"{prefix}: {items[0]['text']}.",
                                      "evidence": [items[0]["id"]]}]
     return json.dumps({"reasons": reasons,
-                       "actions": [{"id": actions[0]["id"], "why": "It fits what happened."}]})
+                       "actions": [{"id": actions[0]["id"], "why": why}]})
