@@ -113,28 +113,28 @@ def _num(x: float) -> float:
     return 0.0 if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
 
 
-def _row(history: pd.DataFrame, sid: str) -> Mapping | None:
-    if not sid.startswith("event:") or history.empty:
-        return None
-    hit = history[history["event_id"].astype(str) == sid.removeprefix("event:")]
-    return None if hit.empty else hit.iloc[0]
+def _rows(history: pd.DataFrame) -> dict[str, Mapping]:
+    """The customer's events by evidence id: one pass, then lookups."""
+    if history.empty:
+        return {}
+    return {f"event:{r['event_id']}": r for r in history.to_dict("records")}
 
 
 def _words(key: str, members: list[Attribution], f: Mapping[str, float],
-           history: pd.DataFrame, lang: str) -> str:
+           rows: Mapping[str, Mapping], lang: str) -> str:
     t = templates(lang)
     d = t["driver"]
     facts = {a.sid for a in members}
     events = sorted((a for a in members if a.sid.startswith("event:")),
                     key=lambda a: -a.contribution)
     strongest = events[0] if events else None
-    row = _row(history, strongest.sid) if strongest else None
+    row = rows.get(strongest.sid) if strongest else None
     when = _when(strongest.days_ago, t) if strongest else ""
     quote = _quote(row["text"], t) if row is not None else ""
     if key == "cancel":
         if len(events) > 1:
             newest = min(events, key=lambda a: a.days_ago or 0)
-            r = _row(history, newest.sid)
+            r = rows.get(newest.sid)
             return d["cancel_many"].format(n=len(events), when=_when(newest.days_ago, t),
                                            quote=_quote(r["text"], t) if r is not None else "")
         return d["cancel"].format(when=when, quote=quote)
@@ -158,7 +158,7 @@ def _words(key: str, members: list[Attribution], f: Mapping[str, float],
             text = _pick(d, "tickets", n).format(n=n,
                                        recent=int(_num(f["tickets_90d"])))
             newest = min(events, key=lambda a: a.days_ago or 0) if events else None
-            r = _row(history, newest.sid) if newest else None
+            r = rows.get(newest.sid) if newest else None
             if newest is not None:
                 text += d["tickets_latest"].format(
                     when=_when(newest.days_ago, t),
@@ -214,14 +214,14 @@ def group(scored: ScoredCustomer, attributions: list[Attribution]) -> list[Drive
         else:
             key = a.sid  # an event on its own
         groups.setdefault(key, []).append(a)
-    f = scored.facts
+    f, rows = scored.facts, _rows(scored.history)
     out = []
     for key, members in groups.items():
         fact = next((a for a in members if a.sid.startswith("fact:")), None)
         strongest = max(members, key=lambda a: a.contribution)
         primary = fact or strongest
         name = key if not key.startswith("event:") else strongest.kind
-        texts = {lang: _words(name, members, f, scored.history, lang) for lang in LANGS}
+        texts = {lang: _words(name, members, f, rows, lang) for lang in LANGS}
         out.append(Driver(key=name, sid=primary.sid,
                           members=tuple([primary.sid] + [a.sid for a in members
                                                           if a is not primary]),

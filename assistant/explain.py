@@ -173,10 +173,9 @@ class Assistant:
     def explain(self, events: pd.DataFrame, customer_id: str, lang: str = "en",
                 cutoff: pd.Timestamp | str | None = None) -> Explanation:
         key = self.cache_key(events, customer_id, lang, cutoff)
-        if key is not None and self.cache is not None:
-            hit = self.cache.get(key)
-            if hit is not None:
-                return hit
+        hit = self.cached(key)
+        if hit is not None:
+            return hit
         result = self.write(self.prepare(events, customer_id, lang, cutoff))
         self.remember(key, result)
         return result
@@ -198,9 +197,8 @@ class Assistant:
                             self.backend if self.llm is not None else "none",
                             self.context_token())
 
-    def cached(self, events: pd.DataFrame, customer_id: str, lang: str = "en",
-               cutoff: pd.Timestamp | str | None = None) -> Explanation | None:
-        key = self.cache_key(events, customer_id, lang, cutoff)
+    def cached(self, key: str | None) -> Explanation | None:
+        """The explanation kept under ``cache_key``'s key, if any."""
         return self.cache.get(key) if key is not None and self.cache is not None else None
 
     def remember(self, key: str | None, result: Explanation) -> None:

@@ -322,12 +322,12 @@ class Services:
                 if self._stopping.is_set():
                     return done
                 try:
-                    if helper.cached(events, cid, lang, as_of) is not None:
+                    key = helper.cache_key(events, cid, lang, as_of)
+                    if helper.cached(key) is not None:
                         continue
                     with self.gate.bulk():  # the model pass; the LLM writes outside the gate
                         ctx = helper.prepare(events, cid, lang=lang, cutoff=as_of)
-                    helper.remember(helper.cache_key(events, cid, lang, as_of),
-                                    helper.write(ctx))
+                    helper.remember(key, helper.write(ctx))
                     done += 1
                 except Exception:  # one customer must not stop the rest
                     log.exception("precomputing the explanation of %s failed", mask(cid))

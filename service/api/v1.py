@@ -135,7 +135,8 @@ def _prepared(services: ServicesDep, session: SessionDep, customer_id: str, lang
     events = _customer_events(services, session, customer_id)
     helper = services.assistant
     as_of = services.as_of()
-    hit = helper.cached(events, customer_id, lang, as_of)
+    key = helper.cache_key(events, customer_id, lang, as_of)
+    hit = helper.cached(key)
     if hit is not None:
         arm = hit.experiment
     else:
@@ -148,7 +149,7 @@ def _prepared(services: ServicesDep, session: SessionDep, customer_id: str, lang
         record_holdout(session, customer_id, arm.period, as_of)
     if hit is not None:
         return hit, None, None
-    return None, ctx, helper.cache_key(events, customer_id, lang, as_of)
+    return None, ctx, key
 
 
 Lang = Annotated[str, Query(pattern="^(en|zh)$")]
