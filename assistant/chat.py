@@ -19,8 +19,8 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from assistant.checks import URL, numbers, offer_problem, playbook_numbers, risk_claim_problem
 from assistant.explain import Assistant
 from assistant.generate import evidence_line, template
-from assistant.pii import EMAIL, PHONE_MASK, mask
 from assistant.schema import Evidence
+from finetune.pii import EMAIL, PHONE_MASK, mask
 
 CITATION = re.compile(r"\[((?:fact|event|score):[^\]\s]+)\]")
 MAX_TURNS = 12

@@ -14,9 +14,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from assistant.pii import EMAIL, PHONE_MASK, mask
 from assistant.playbook import Playbook
 from assistant.schema import Draft, Evidence, Explanation
+from finetune.pii import EMAIL, PHONE_MASK, mask
 
 NUMBER = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?")
 URL = re.compile(r"(?i)\b(?:https?://|www\.)\S+|\b[\w-]+\.(?:com|net|org|io|cn|ru|xyz)\b")

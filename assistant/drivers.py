@@ -28,8 +28,8 @@ import pandas as pd
 import yaml
 
 from assistant.attributions import Attribution
-from assistant.pii import mask
 from assistant.scoring import ScoredCustomer
+from finetune.pii import mask
 from finetune.serialize import money
 
 LANGS = ("en", "zh")

@@ -21,7 +21,6 @@ from assistant.cache import ExplanationCache, snapshot_key
 from assistant.drivers import CoverageRule, Driver, group, top
 from assistant.experiment import Assignment, ExperimentConfig, RankedAction
 from assistant.generate import generate, messages
-from assistant.pii import mask
 from assistant.playbook import Action, Playbook
 from assistant.retrieval import ContextStore
 from assistant.schema import (
@@ -36,6 +35,7 @@ from assistant.schema import (
 from assistant.scoring import ScoredCustomer, Scorer, default_cutoff
 from finetune.actions import HOLDOUT
 from finetune.labels import as_cutoff
+from finetune.pii import mask
 from finetune.uplift import ActionEffect, UpliftModel
 
 log = logging.getLogger("retention.assistant")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +21,8 @@ import pandas as pd
 from chromadb.config import Settings as ChromaSettings
 
 from assistant.embeddings import E5Embedding
-from assistant.pii import mask
 from assistant.playbook import Playbook
+from finetune.pii import mask
 from finetune.serialize import MAX_TEXT_CHARS
 
 CONTEXT = "customer_context"
@@ -133,6 +134,49 @@ class ContextStore:
         counts = self.index_events(events)
         counts["playbook"] = self.index_playbook(playbook)
         return counts
+
+    def forget(self, customer_id: str) -> int:
+        """Erase one customer's documents so that no byte of them stays on disk; returns how
+        many were removed.
+
+        A plain delete is not enough: Chroma keeps every write in its log (the
+        ``embeddings_queue`` table) and SQLite keeps deleted rows in free pages. So the
+        context collection is rebuilt from its remaining documents and their stored vectors
+        (nothing is embedded again), the old segment's folder is removed and the SQLite file
+        is vacuumed."""
+        mine = self.context.get(where={"customer_id": customer_id}, include=[])["ids"]
+        if not mine:
+            return 0
+        keep = self.context.get(where={"customer_id": {"$ne": customer_id}},
+                                include=["embeddings", "documents", "metadatas"])
+        self.client.delete_collection(CONTEXT)
+        self.context = self._collection(CONTEXT)
+        ids = keep["ids"]
+        for start in range(0, len(ids), 1000):
+            end = start + 1000
+            self.context.add(ids=ids[start:end], embeddings=keep["embeddings"][start:end],
+                             documents=keep["documents"][start:end],
+                             metadatas=keep["metadatas"][start:end])
+        self.vacuum()
+        return len(mine)
+
+    def vacuum(self) -> None:
+        """Drop what Chroma no longer references: the log of deleted collections (SQLite
+        VACUUM) and the vector folders of segments that are gone."""
+        import sqlite3
+
+        db_path = self.path / "chroma.sqlite3"
+        with sqlite3.connect(db_path) as conn:
+            live = {row[0] for row in conn.execute("SELECT id FROM segments")}
+        conn.close()
+        for folder in self.path.iterdir():
+            if folder.is_dir() and folder.name not in live:
+                shutil.rmtree(folder, ignore_errors=True)
+        conn = sqlite3.connect(db_path, isolation_level=None)
+        try:
+            conn.execute("VACUUM")
+        finally:
+            conn.close()
 
     # ---- reading ------------------------------------------------------------------------------
     def count(self) -> int:

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from finetune.pii import mask_series
+
 EVENT_TYPES: tuple[str, ...] = ("order", "return", "review", "ticket", "visit", "cancel", "note",
                                  "other")
 REQUIRED_COLUMNS: tuple[str, ...] = ("customer_id", "ts", "event")
@@ -109,6 +111,10 @@ def _event_ids(out: pd.DataFrame, source: str, row_label: str) -> pd.Series:
     return ids
 
 
+NAME_COLUMN = "customer_name"
+"""Optional: the customer's name, used only to mask it in their text; never stored."""
+
+
 def validate_events(df: pd.DataFrame, source: str = "events", *, drop_invalid: bool = False,
                     row_offset: int = 1, row_label: str = "row"
                     ) -> tuple[pd.DataFrame, ValidationReport]:
@@ -172,6 +178,10 @@ def validate_events(df: pd.DataFrame, source: str = "events", *, drop_invalid: b
                          else col.str.replace("\ufeff", ""))
         else:
             out[name] = pd.Series(pd.NA, index=df.index, dtype="string")
+    # The data edge: personal data in customer text is masked before anything keeps or shows
+    # it; a customer name column is used to mask the name, then dropped (finetune.pii).
+    names = df[NAME_COLUMN].astype("string") if NAME_COLUMN in df.columns else None
+    out["text"] = mask_series(out["text"], names)
 
     report.drop("no customer_id", int(no_id.sum()))
     keep = ~no_id & ~bad_any

@@ -16,6 +16,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from assistant.llm import LLMUnavailable
 from finetune.contract import DataError, ValidationReport
 from finetune.loaders import ColumnMapping, load_events, load_events_sql
+from service.erasure import drop_erased
 
 err = Console(stderr=True)
 out = Console()
@@ -73,4 +74,27 @@ def load_cli_events(events: Path | None, sql_url: str | None, query: str | None,
     else:
         raise ValueError("give --events FILE or --sql-url URL --query SQL")
     print_report(report)
+    frame, dropped = drop_erased(frame, erased_customers())
+    if dropped:
+        err.print(f"dropped {dropped:,} erased customer(s) (`retention forget`) from the events")
     return frame, name
+
+
+def erased_customers() -> set[str]:
+    """The erasure hashes in the service's database (RETENTION_DATABASE_URL or the home's
+    SQLite file, when it exists): training, evaluation and scoring never see an erased
+    customer again, even in a file exported before the erasure."""
+    from service.erasure import erased_hashes
+    from service.settings import Settings
+
+    settings = Settings()
+    url = settings.db_url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return set()
+    from service import db
+
+    engine = db.engine_for(url)
+    try:
+        return erased_hashes(db.sessions(engine))
+    finally:
+        engine.dispose()

@@ -13,14 +13,15 @@ from service import db
 from service.cli_common import clean_errors, err, out, print_report, progress_bar
 from service.settings import Settings
 
-keys_app = typer.Typer(help="API keys: create (shown once, stored hashed), list, revoke.",
-                       no_args_is_help=True)
+keys_app = typer.Typer(help="API keys: create (shown once, stored hashed), list, rotate, "
+                       "revoke.", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
     app.command("serve")(serve_cmd)
     app.command("load")(load_cmd)
     app.command("rescore")(rescore_cmd)
+    app.command("forget")(forget_cmd)
     app.add_typer(keys_app, name="keys")
 
 
@@ -106,22 +107,89 @@ def load_cmd(events: Annotated[Path | None, typer.Option(
 @keys_app.command("create")
 @clean_errors
 def keys_create(role: Annotated[str, typer.Option(help="crm, agent or admin")],
-                name: Annotated[str, typer.Option(help="who or what uses it")]) -> None:
+                name: Annotated[str, typer.Option(help="who or what uses it")],
+                expires_days: Annotated[float | None, typer.Option(
+                    "--expires-days", min=0.0, help="the key stops working after this many "
+                    "days (default: never)")] = None) -> None:
+    from datetime import timedelta
+
+    settings = Settings()
+    expires = db.now() + timedelta(days=expires_days) if expires_days is not None else None
+    with db.sessions(db.engine_for(settings.db_url))() as session:
+        key = db.create_key(session, name, role, expires_at=expires)
+    until = f", valid until {expires:%Y-%m-%d %H:%M} UTC" if expires else ""
+    err.print(f"created a '{role}' key for {name}{until}; it is shown once, store it now:")
+    out.print(key, highlight=False)
+
+
+@keys_app.command("rotate")
+@clean_errors
+def keys_rotate(key_id: Annotated[int, typer.Argument(help="id from `retention keys list`")],
+                grace_hours: Annotated[float, typer.Option(
+                    min=0.0, help="the old key keeps working this long (0: revoked now)")] = 0.0
+                ) -> None:
+    """Replace a key by a new one with the same name and role (shown once)."""
     settings = Settings()
     with db.sessions(db.engine_for(settings.db_url))() as session:
-        key = db.create_key(session, name, role)
-    err.print(f"created a '{role}' key for {name}; it is shown once, store it now:")
+        row, key = db.rotate_key(session, key_id, grace=grace_hours * 3600)
+    old = f"expires in {grace_hours:g} h" if grace_hours else "is revoked"
+    err.print(f"key {key_id} {old}; its replacement is key {row.id}, shown once, store it now:")
     out.print(key, highlight=False)
 
 
 @keys_app.command("list")
 @clean_errors
 def keys_list() -> None:
+    """Id, prefix, role, name, state, expiry and last use of every key (never the key)."""
     settings = Settings()
     with db.sessions(db.engine_for(settings.db_url))() as session:
         for k in session.scalars(select(db.ApiKey).order_by(db.ApiKey.id)):
-            state = "revoked" if k.revoked else "active"
-            out.print(f"{k.id}\tra_{k.prefix}_…\t{k.role}\t{k.name}\t{state}", highlight=False)
+            state = ("revoked" if k.revoked else "expired" if db.key_expired(k) else "active")
+            expires = f"{db._aware(k.expires_at):%Y-%m-%d %H:%M}" if k.expires_at else "never"
+            used = f"{db._aware(k.last_used_at):%Y-%m-%d %H:%M}" if k.last_used_at else "never"
+            out.print(f"{k.id}\tra_{k.prefix}_…\t{k.role}\t{k.name}\t{state}\t"
+                      f"expires {expires}\tlast used {used}", highlight=False)
+
+
+@clean_errors
+def forget_cmd(customer: Annotated[str, typer.Option(help="the customer id to erase")],
+               as_json: Annotated[bool, typer.Option("--json", help="print the report as "
+                                                    "JSON")] = False) -> None:
+    """Erase a customer from everything the service keeps under its home and in its
+    database (events, scores, warnings, actions, Chroma, reports, work folders), then scan
+    every file for what is left. Run it with the service stopped, or use
+    DELETE /v1/customers/{id} on a running one (its Chroma store is open in the service).
+    Exits 1 when anything still holds the customer."""
+    import json
+
+    from service.erasure import forget
+
+    settings = Settings()
+    engine = db.engine_for(settings.db_url)
+    try:
+        with db.sessions(engine)() as session:
+            known = session.scalar(select(db.EventRow.customer_id).where(
+                db.EventRow.customer_id == customer).limit(1))
+        if known is None:
+            err.print(f"note: no events are stored for {customer!r}; cleaning files anyway")
+        import getpass
+
+        report = forget(db.sessions(engine), customer, actor=f"cli ({getpass.getuser()})",
+                        home=settings.home, store_path=settings.store_path)
+    finally:
+        engine.dispose()
+    if as_json:
+        out.print_json(json.dumps(report.to_dict()))
+    else:
+        rows = ", ".join(f"{n} {t}" for t, n in report.rows.items() if n)
+        err.print(f"erased: {rows or 'no rows'}; {report.documents} Chroma document(s); "
+                  f"{len(report.files_rewritten)} file(s) rewritten, "
+                  f"{len(report.files_removed)} removed ({report.seconds:.1f} s)")
+        for path in report.files_removed:
+            err.print(f"  removed {path}")
+    if report.remaining:
+        err.print("error: these files still hold the customer: " + ", ".join(report.remaining))
+        raise typer.Exit(1)
 
 
 @keys_app.command("revoke")

@@ -1,5 +1,5 @@
 """The service's storage (SQLAlchemy): API keys, events, actions, scores and their history, the
-warning outbox and report jobs.
+warning outbox, report jobs, the access log and the record of erasures.
 
 SQLite by default, PostgreSQL (or anything SQLAlchemy speaks) by URL. Events are stored in the
 canonical columns of ``finetune.contract`` and keyed by event id, so ingesting the same event
@@ -48,6 +48,37 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    replaced_by: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """Set by ``retention keys rotate``: the key that took this one's place."""
+
+
+class AccessRow(Base):
+    """Who read which customer's data: one row per request to a customer route (risk,
+    explanation, chat, events, scoring by id), kept ``audit_days``. Erasing a customer
+    replaces their id here by its erasure hash: the accountability stays, the id goes."""
+
+    __tablename__ = "access_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    key_id: Mapped[int] = mapped_column(Integer, index=True)
+    key_name: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(10))
+    method: Mapped[str] = mapped_column(String(8))
+    route: Mapped[str] = mapped_column(String(200))
+    customer_id: Mapped[str | None] = mapped_column(String(64), index=True, nullable=True)
+
+
+class ErasureRow(Base):
+    """That a customer was erased: when, by whom, the id's hash and what was removed; never
+    the id or any of their data (``retention train`` drops customers whose hash is here)."""
+
+    __tablename__ = "erasures"
+    customer_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    erased_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(String(120))
+    summary: Mapped[str] = mapped_column(Text, default="")
 
 
 class EventRow(Base):
@@ -164,9 +195,28 @@ def engine_for(url: str) -> Engine:
             cur = conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer
             cur.execute("PRAGMA busy_timeout=10000")
+            # Deleted rows are overwritten with zeros, not left in free pages (erasure).
+            cur.execute("PRAGMA secure_delete=ON")
             cur.close()
     Base.metadata.create_all(engine)
+    _add_missing_columns(engine)
     return engine
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Databases made by an earlier version lack the nullable columns added since (API key
+    expiry, last use, rotation): add them, so upgrading needs no migration step."""
+    from sqlalchemy import inspect, text
+
+    inspector = inspect(engine)
+    for table in Base.metadata.sorted_tables:
+        have = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in have and column.nullable:
+                kind = column.type.compile(dialect=engine.dialect)
+                with engine.begin() as conn:
+                    conn.execute(text(f'ALTER TABLE "{table.name}" ADD COLUMN '
+                                      f'"{column.name}" {kind}'))
 
 
 def sessions(engine: Engine) -> sessionmaker[Session]:
@@ -182,28 +232,101 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def create_key(session: Session, name: str, role: str) -> str:
+def create_key(session: Session, name: str, role: str,
+               expires_at: datetime | None = None) -> str:
     """Store a new key (hashed) and return it: the only time it is ever shown."""
+    return _new_key(session, name, role, expires_at)[1]
+
+
+def _new_key(session: Session, name: str, role: str,
+             expires_at: datetime | None) -> tuple[ApiKey, str]:
     if role not in ROLES:
         raise ValueError(f"role {role!r} is unknown; expected one of {', '.join(ROLES)}")
     prefix = secrets.token_hex(4)
     key = f"ra_{prefix}_{secrets.token_urlsafe(24)}"
-    session.add(ApiKey(name=name, role=role, prefix=prefix, key_hash=_hash(key),
-                       created_at=now()))
+    row = ApiKey(name=name, role=role, prefix=prefix, key_hash=_hash(key), created_at=now(),
+                 expires_at=expires_at)
+    session.add(row)
     session.commit()
-    return key
+    return row, key
+
+
+def rotate_key(session: Session, key_id: int, grace: float = 0.0) -> tuple[ApiKey, str]:
+    """A new key with the old one's name, role and expiry; the old one is revoked now, or
+    expires after ``grace`` seconds so clients can switch. Returns the new row and key."""
+    from datetime import timedelta
+
+    old = session.get(ApiKey, key_id)
+    if old is None or old.revoked:
+        raise ValueError(f"no active API key with id {key_id} (see `retention keys list`)")
+    row, key = _new_key(session, old.name, old.role, old.expires_at)
+    old.replaced_by = row.id
+    if grace > 0:
+        cut = now() + timedelta(seconds=grace)
+        old.expires_at = min(_aware(old.expires_at), cut) if old.expires_at else cut
+    else:
+        old.revoked = True
+    session.commit()
+    return row, key
+
+
+def _aware(ts: datetime) -> datetime:
+    """SQLite hands datetimes back naive; they were stored in UTC."""
+    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+
+
+def key_expired(row: ApiKey, at: datetime | None = None) -> bool:
+    return row.expires_at is not None and _aware(row.expires_at) <= (at or now())
 
 
 def find_key(session: Session, key: str) -> ApiKey | None:
+    """The active key, compared in constant time; None when unknown, revoked or expired."""
     parts = key.split("_")
     if len(parts) < 3 or parts[0] != "ra":
         return None
     digest = _hash(key)
+    found = None
     for row in session.scalars(select(ApiKey).where(ApiKey.prefix == parts[1],
                                                     ApiKey.revoked.is_(False))):
         if hmac.compare_digest(row.key_hash, digest):
-            return row
-    return None
+            found = row
+    return found
+
+
+LAST_USED_EVERY_S = 60.0  # last-used time is written at most once a minute per key
+
+
+def record_access(session: Session, key: ApiKey, method: str, route: str,
+                  customers: list[str | None]) -> None:
+    """Log a read of customers' data (and the key's last use) in its own commit. A request
+    naming an erased customer is logged under the erasure's hash: the id is not stored
+    again."""
+    from service.erasure import customer_hash
+
+    at = now()
+    erased = {c: customer_hash(c) for c in customers if c is not None}
+    if erased:
+        found = set(session.scalars(select(ErasureRow.customer_hash).where(
+            ErasureRow.customer_hash.in_(list(erased.values())))))
+        customers = [f"erased:{erased[c][:16]}" if c is not None and erased[c] in found
+                     else c for c in customers]
+    session.add_all([AccessRow(at=at, key_id=key.id, key_name=key.name, role=key.role,
+                               method=method, route=route, customer_id=c) for c in customers])
+    if key.last_used_at is None or (at - _aware(key.last_used_at)).total_seconds() \
+            > LAST_USED_EVERY_S:
+        key.last_used_at = at
+    session.commit()
+
+
+def prune_access(session: Session, days: int) -> int:
+    """Drop access-log rows older than ``days`` (the retention period)."""
+    from datetime import timedelta
+
+    from sqlalchemy import delete
+
+    result = session.execute(delete(AccessRow).where(AccessRow.at < now() - timedelta(days=days)))
+    session.commit()
+    return int(result.rowcount or 0)
 
 
 UPSERT_BATCH = 500  # SQLite allows 32,766 bound parameters: 500 rows x 10 columns

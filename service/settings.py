@@ -90,6 +90,16 @@ class Settings(BaseSettings):
     precompute_langs: str = "en"
     """Languages the precomputed explanations are written in, comma-separated (en, zh)."""
 
+    rate_limit: int = Field(600, ge=0)
+    """Requests per API key and minute (per process); 0: unlimited. Over it: 429, Retry-After."""
+    audit_days: int = Field(365, ge=1)
+    """How long the access log (who read which customer) is kept."""
+    max_report_jobs: int = Field(2, ge=1)
+    """Report jobs one key may have queued or running at once."""
+    cors_origins: str = ""
+    """Browser origins allowed to call the API, comma-separated; empty: none (the page is
+    served by the API itself and needs no CORS)."""
+
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'retention.db'}"

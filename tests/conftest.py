@@ -76,3 +76,53 @@ def service_database_url() -> str | None:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
     return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+
+def _postgres_bin() -> Path | None:
+    import shutil
+
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).resolve().parent
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return versions[-1].parent if versions else None
+
+
+@pytest.fixture(scope="session")
+def local_postgres():
+    """A throwaway PostgreSQL server from Debian's package (``postgresql``), on a Unix socket
+    in a temporary folder: (SQLAlchemy URL, data directory). Skips when the server binaries
+    or psycopg are absent. As root the server runs as the ``postgres`` user, as it must."""
+    import getpass
+    import subprocess
+
+    pytest.importorskip("psycopg", reason="psycopg is not installed (pip install -e .[dev])")
+    bindir = _postgres_bin()
+    if bindir is None:
+        pytest.skip("PostgreSQL server binaries absent (apt-get install postgresql)")
+    import shutil
+    import tempfile
+
+    # Not under pytest's temporary folder: it is private to root, and the server's user
+    # must reach its data directory.
+    root = Path(tempfile.mkdtemp(prefix="retention-pg-"))
+    data, sock = root / "data", root / "sock"
+    sock.mkdir()
+    prefix: list[str] = []
+    user = getpass.getuser()
+    if os.geteuid() == 0:
+        prefix, user = ["runuser", "-u", "postgres", "--"], "postgres"
+        subprocess.run(["chown", "-R", "postgres", str(root)], check=True)
+        root.chmod(0o755)
+    subprocess.run(prefix + [str(bindir / "initdb"), "-D", str(data), "-U", user, "-A", "trust",
+                             "--no-sync"], check=True, capture_output=True)
+    port = "55439"
+    subprocess.run(prefix + [str(bindir / "pg_ctl"), "-D", str(data), "-w", "-l",
+                             str(root / "log"), "-o", f"-k {sock} -p {port} -h ''", "start"],
+                   check=True, capture_output=True)
+    try:
+        yield (f"postgresql+psycopg://{user}@/postgres?host={sock}&port={port}", data)
+    finally:
+        subprocess.run(prefix + [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate",
+                                 "stop"], check=False, capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sse_starlette.sse import EventSourceResponse
 
 from assistant.chat import Turn, chat
-from assistant.pii import mask
+from finetune.pii import mask
 from service import db, wiring
 from service.api.deps import ServicesDep, SessionDep, require
 from service.api.problems import Problem

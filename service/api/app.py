@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from importlib import resources
 
 from fastapi import FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -18,8 +19,9 @@ from prometheus_client import (
 )
 from sqlalchemy import text
 
-from service.api import actions, agent, ops, problems, reports, v1
+from service.api import actions, agent, ops, privacy, problems, reports, v1
 from service.api.deps import ServicesDep
+from service.api.middleware import Guard, install_log_scrubbing
 from service.api.problems import problem
 from service.api.services import Services
 from service.settings import Settings
@@ -36,6 +38,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         app.state.services.stop()
 
     app = FastAPI(title="Retention Assistant", version="1", lifespan=lifespan,
+                  max_body_size=settings.max_body_bytes,  # counted as it streams (chunked too)
                   description="Churn risk, reasons and actions for e-commerce customers.")
     if services is not None:
         app.state.services = services
@@ -46,11 +49,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                         ["route", "method"], registry=registry)
 
     @app.middleware("http")
-    async def limits_and_metrics(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > settings.max_body_bytes:
-            return problem(413, "Request too large",
-                           f"the body has {length} bytes; the limit is {settings.max_body_bytes}")
+    async def metrics_middleware(request: Request, call_next):
         started = time.perf_counter()
         response = await call_next(request)
         route = getattr(request.scope.get("route"), "path", "unmatched")
@@ -58,19 +57,38 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         latency.labels(route, request.method).observe(time.perf_counter() - started)
         return response
 
+    origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+    if origins:  # closed by default: the page is served by the API itself
+        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_credentials=False,
+                           allow_methods=["GET", "POST", "PUT", "DELETE"],
+                           allow_headers=["Authorization", "X-API-Key", "Content-Type"])
+    app.add_middleware(Guard, max_body=settings.max_body_bytes)  # outermost: before the body
+    install_log_scrubbing()
     problems.install(app)
     app.include_router(v1.router)
+    app.include_router(privacy.router)
     app.include_router(agent.router)
     app.include_router(reports.router)
     app.include_router(ops.router)
     app.include_router(actions.router)
 
-    page = resources.files("service").joinpath("web/index.html").read_text("utf-8")
+    web = resources.files("service").joinpath("web")
+    page = web.joinpath("index.html").read_text("utf-8")
+    assets = {name: (web.joinpath(name).read_text("utf-8"), media) for name, media in
+              (("app.js", "text/javascript"), ("app.css", "text/css"))}
 
     @app.get("/", include_in_schema=False, response_class=HTMLResponse)
     def chat_page() -> HTMLResponse:
-        """The agents' chat page: one self-contained file, no build step."""
+        """The agents' chat page: three static files, no build step, no inline script (the
+        Content-Security-Policy allows only the page's own)."""
         return HTMLResponse(page)
+
+    @app.get("/static/{name}", include_in_schema=False)
+    def static(name: str) -> Response:
+        if name not in assets:
+            return problem(404, "Not found", f"no static file {name!r}")
+        body, media = assets[name]
+        return Response(body, media_type=f"{media}; charset=utf-8")
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, str]:

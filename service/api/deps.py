@@ -35,9 +35,11 @@ SessionDep = Annotated[Session, Depends(get_session)]
 
 
 def require(permission: str) -> Callable[..., db.ApiKey]:
+    """The caller's key, checked: known, not revoked or expired, allowed ``permission`` and
+    within its rate limit. A request to a customer's route is written to the access log."""
     allowed = PERMISSIONS[permission]
 
-    def check(session: SessionDep,
+    def check(request: Request, session: SessionDep,
               token: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)] = None,
               key: Annotated[str | None, Security(header)] = None) -> db.ApiKey:
         secret = token.credentials if token else key
@@ -47,9 +49,26 @@ def require(permission: str) -> Callable[..., db.ApiKey]:
         row = db.find_key(session, secret)
         if row is None:
             raise Problem(401, "Invalid API key", "the key is unknown or revoked")
+        if db.key_expired(row):
+            raise Problem(401, "Expired API key", "the key has expired; ask an admin for a new "
+                          "one (`retention keys create` or `retention keys rotate`)")
         if row.role not in allowed:
             raise Problem(403, "Forbidden", f"a '{row.role}' key cannot {permission}; "
                           f"this needs one of: {', '.join(allowed)}")
+        services: Services = request.app.state.services
+        wait = services.limiter.hit(row.id)
+        if wait is not None:
+            raise Problem(429, "Too many requests",
+                          f"this key may make {services.limiter.per_minute} requests a minute "
+                          f"(RETENTION_RATE_LIMIT); retry in {wait} s",
+                          headers={"Retry-After": str(wait)})
+        customer = request.path_params.get("customer_id")
+        if customer is not None:
+            route = getattr(request.scope.get("route"), "path", request.url.path)
+            db.record_access(session, row, request.method, route, [customer])
         return row
 
     return check
+
+
+AdminKey = Annotated[db.ApiKey, Depends(require("admin"))]

@@ -16,20 +16,23 @@ MEDIA = "application/problem+json"
 
 
 class Problem(Exception):
-    def __init__(self, status: int, title: str, detail: str = "", **extra: object) -> None:
+    def __init__(self, status: int, title: str, detail: str = "",
+                 headers: dict[str, str] | None = None, **extra: object) -> None:
         self.status, self.title, self.detail, self.extra = status, title, detail, extra
+        self.headers = headers
 
 
-def problem(status: int, title: str, detail: str = "", **extra: object) -> JSONResponse:
+def problem(status: int, title: str, detail: str = "", headers: dict[str, str] | None = None,
+            **extra: object) -> JSONResponse:
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(body, status_code=status, media_type=MEDIA, headers=headers)
+    headers = {**({"WWW-Authenticate": "Bearer"} if status == 401 else {}), **(headers or {})}
+    return JSONResponse(body, status_code=status, media_type=MEDIA, headers=headers or None)
 
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(_: Request, exc: Problem) -> JSONResponse:
-        return problem(exc.status, exc.title, exc.detail, **exc.extra)
+        return problem(exc.status, exc.title, exc.detail, headers=exc.headers, **exc.extra)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -26,11 +26,11 @@ from sqlalchemy.orm import Session
 
 from assistant.experiment import ExperimentConfig, default_policy
 from assistant.explain import Assistant
-from assistant.pii import mask
 from assistant.playbook import Playbook
 from assistant.scoring import Scorer
 from finetune.actions import HOLDOUT
 from finetune.artifacts import resolve_version_dir
+from finetune.pii import mask
 from finetune.uplift import (
     ActionEffect,
     UpliftConfig,
@@ -41,9 +41,11 @@ from finetune.uplift import (
 )
 from service import db, wiring
 from service.clock import Clock, parse_as_of
+from service.erasure import ErasureReport, forget
 from service.gate import ScoringGate
 from service.jobs import ReportJobs
 from service.outbox import Sender, SenderConfig
+from service.ratelimit import RateLimiter
 from service.rescore import RescoreSummary, rescore_all
 from service.scheduler import DailyRescore, parse_time
 from service.scores import WarnRule, record_scores
@@ -82,6 +84,7 @@ class Services:
     _stopping: threading.Event = field(default_factory=threading.Event)
 
     jobs: ReportJobs = field(init=False)
+    limiter: RateLimiter = field(init=False)
 
     @staticmethod
     def check(settings: Settings) -> None:
@@ -104,6 +107,7 @@ class Services:
         self.engine = db.engine_for(s.db_url)
         self.Session = db.sessions(self.engine)
         self.jobs = ReportJobs(self)
+        self.limiter = RateLimiter(s.rate_limit)
         if s.webhook_url:
             self.sender = Sender(self.Session, SenderConfig(
                 url=s.webhook_url, secret=s.webhook_secret or "", timeout_s=s.webhook_timeout_s,
@@ -334,6 +338,18 @@ class Services:
         log.info("precomputed %d explanation(s) for the %d riskiest customers at %s",
                  done, len(ids), day)
         return done
+
+    # ---- privacy ----------------------------------------------------------------------------
+    def forget(self, customer_id: str, actor: str) -> ErasureReport:
+        """Erase one customer everywhere (``service.erasure``); rescoring and scoring wait, so
+        no job writes the customer back while they are being erased."""
+        with self._rescore_lock, self.gate.bulk():
+            helper = self._assistant
+            store = helper.store if helper is not None else None
+            return forget(self.Session, customer_id, actor, self.settings.home, store=store,
+                          forget_cached=helper.cache.forget if helper is not None and
+                          helper.cache is not None else None,
+                          store_path=self.settings.store_path)
 
     def rescore_busy(self) -> bool:
         return self._rescore_lock.locked()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.pii import mask
 from assistant.playbook import Playbook, PlaybookError
+from finetune.pii import mask
 
 
 def test_default_playbook_covers_common_actions_in_two_languages():
