@@ -44,6 +44,12 @@ if [ "${1:-}" = "--dev" ] && ! command -v chromium >/dev/null 2>&1; then
     echo "warning: install Debian's chromium (apt-get install chromium) for the browser test" >&2
   fi
 fi
+if [ "${1:-}" = "--dev" ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+   && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+  # Debian's PostgreSQL server: the erasure test starts a throwaway one (it skips without).
+  apt-get install -y -q --no-install-recommends postgresql >/dev/null 2>&1 ||
+    echo "warning: could not install postgresql; the PostgreSQL erasure test will skip" >&2
+fi
 if [ "${1:-}" = "--dev" ] && [ ! -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] \
    && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
   # A CJK font (1.6 MB), so the Chinese page and report render in the browser test's screenshots.

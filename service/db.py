@@ -176,8 +176,9 @@ class ReportJobRow(Base):
 
     __tablename__ = "report_jobs"
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    status: Mapped[str] = mapped_column(String(12))  # queued, running, done, failed
+    status: Mapped[str] = mapped_column(String(12))  # queued, running, done, failed, cancelled
     params: Mapped[str] = mapped_column(Text)  # JSON: top_n, lang, cutoff
+    key_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
     done: Mapped[int] = mapped_column(Integer, default=0)
     total: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str] = mapped_column(Text, default="")
@@ -364,6 +365,15 @@ def upsert_events(session: Session, events: pd.DataFrame) -> int:
     upsert(session, EventRow, records, ["event_id"])
     session.commit()
     return len(rows)
+
+
+def event_owners(session: Session, event_ids: list[str]) -> dict[str, str]:
+    """The customer each of these stored event ids belongs to."""
+    found: dict[str, str] = {}
+    for start in range(0, len(event_ids), UPSERT_BATCH):
+        found.update(session.execute(select(EventRow.event_id, EventRow.customer_id).where(
+            EventRow.event_id.in_(event_ids[start:start + UPSERT_BATCH]))).tuples().all())
+    return found
 
 
 def load_events(session: Session, customers: list[str] | None = None) -> pd.DataFrame:

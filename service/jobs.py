@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import queue
 import secrets
+import shutil
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from service import db
 from service.reports import Interrupted, ReportConfig, run_report
@@ -24,6 +25,10 @@ if TYPE_CHECKING:
     from service.api.services import Services
 
 REPORT_FILES = ("risk_report.html", "risk_report.csv", "risk_report.parquet")
+
+
+class TooManyJobs(RuntimeError):
+    """A key asked for more report jobs than it may have at once."""
 
 
 @dataclass
@@ -45,14 +50,42 @@ class ReportJobs:
     def folder(self, job_id: str) -> Path:
         return self.services.settings.reports_path / job_id
 
-    def submit(self, params: dict) -> db.ReportJobRow:
+    def submit(self, params: dict, key_id: int | None = None) -> db.ReportJobRow:
+        """Queue a job; raises ``TooManyJobs`` when the key already has the most it may have
+        queued or running (``RETENTION_MAX_REPORT_JOBS``)."""
+        limit = self.services.settings.max_report_jobs
         with self.services.Session() as session:
+            active = session.scalar(select(func.count()).select_from(db.ReportJobRow).where(
+                db.ReportJobRow.key_id == key_id,
+                db.ReportJobRow.status.in_(("queued", "running")))) or 0
+            if key_id is not None and active >= limit:
+                raise TooManyJobs(f"this key has {active} report job(s) queued or running; the "
+                                  f"limit is {limit} (RETENTION_MAX_REPORT_JOBS): wait for one "
+                                  "or cancel it (DELETE /v1/reports/{id})")
             row = db.ReportJobRow(id=secrets.token_hex(8), status="queued",
-                                  params=json.dumps(params), created_at=db.now())
+                                  params=json.dumps(params), created_at=db.now(),
+                                  key_id=key_id)
             session.add(row)
             session.commit()
         self._enqueue(row.id)
         return row
+
+    def cancel(self, job_id: str) -> str:
+        """Cancel a queued or running job (a running one stops at its next chunk or card and
+        its work folder is removed); returns the job's status afterwards."""
+        with self.services.Session() as session:
+            row = session.get(db.ReportJobRow, job_id)
+            if row is None:
+                raise KeyError(job_id)
+            if row.status in ("queued", "running"):
+                row.status, row.finished_at = "cancelled", db.now()
+                session.commit()
+            return row.status
+
+    def _cancelled(self, job_id: str) -> bool:
+        with self.services.Session() as session:
+            row = session.get(db.ReportJobRow, job_id)
+            return row is None or row.status == "cancelled"
 
     def resume_unfinished(self) -> list[str]:
         """Jobs that were queued or running when the service stopped go back in the queue."""
@@ -82,7 +115,7 @@ class ReportJobs:
     def _update(self, job_id: str, **values) -> None:
         with self.services.Session() as session:
             row = session.get(db.ReportJobRow, job_id)
-            if row is not None:
+            if row is not None and row.status != "cancelled":
                 for key, value in values.items():
                     setattr(row, key, value)
                 session.commit()
@@ -96,7 +129,7 @@ class ReportJobs:
     def run(self, job_id: str) -> None:
         with self.services.Session() as session:
             row = session.get(db.ReportJobRow, job_id)
-            if row is None or row.status in ("done", "failed"):
+            if row is None or row.status in ("done", "failed", "cancelled"):
                 return
             params = json.loads(row.params)
         self._update(job_id, status="running")
@@ -107,11 +140,17 @@ class ReportJobs:
                 raise ValueError("no events are stored: ingest events before asking for a report")
             run_report(self.services.assistant, events, self.folder(job_id), ReportConfig(**params),
                        progress=lambda done, total: self._update(job_id, done=done, total=total),
-                       lock=self.services.gate, should_stop=self._stop.is_set,
+                       lock=self.services.gate,
+                       should_stop=lambda: self._stop.is_set() or self._cancelled(job_id),
                        previous=self._previous)
+            if self._cancelled(job_id):
+                raise Interrupted("cancelled")
             self._update(job_id, status="done", finished_at=db.now())
         except Interrupted:
-            self._update(job_id, status="queued")
+            if self._cancelled(job_id):
+                shutil.rmtree(self.folder(job_id), ignore_errors=True)
+            else:
+                self._update(job_id, status="queued")
         except Exception as exc:  # noqa: BLE001 - any failure is reported on the job, not lost
             self._update(job_id, status="failed", finished_at=db.now(),
                          error=f"{type(exc).__name__}: {exc}"[:1000])

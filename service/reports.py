@@ -52,12 +52,27 @@ def _job_key(events: pd.DataFrame, model_dir: Path, config: ReportConfig, cutoff
     return digest.hexdigest()[:16]
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text cells a spreadsheet would run as a formula (``=HYPERLINK(...)`` in an id or a
+    customer's words) get a leading apostrophe, as OWASP advises for CSV exports; numbers
+    are left alone."""
+    out = frame.copy()
+    for col in out.columns:
+        if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
+            out[col] = out[col].map(lambda v: "'" + v if isinstance(v, str) and
+                                    v.startswith(FORMULA_START) else v)
+    return out
+
+
 def _atomic_frame(frame: pd.DataFrame, path: Path, kind: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     if kind == "parquet":
         frame.to_parquet(tmp, index=False)
     else:
-        frame.to_csv(tmp, index=False)
+        neutralise_formulas(frame).to_csv(tmp, index=False)
     tmp.replace(path)
 
 

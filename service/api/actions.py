@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 import pandas as pd
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
 from finetune.actions import validate_actions
@@ -18,9 +18,9 @@ from finetune.contract import DataError
 from service import db
 from service.api.deps import ServicesDep, SessionDep, require
 from service.api.problems import Problem
+from service.api.schemas import CustomerId
 
 router = APIRouter(prefix="/v1", tags=["actions"])
-CustomerId = Annotated[str, Path(min_length=1, max_length=64)]
 
 
 class ActionIn(BaseModel):

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterator
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sse_starlette.sse import EventSourceResponse
@@ -16,9 +16,9 @@ from finetune.pii import mask
 from service import db, wiring
 from service.api.deps import ServicesDep, SessionDep, require
 from service.api.problems import Problem
+from service.api.schemas import CustomerId
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require("explain"))])
-CustomerId = Annotated[str, Path(min_length=1, max_length=64)]
 
 
 class CustomerHit(BaseModel):

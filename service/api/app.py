@@ -22,6 +22,7 @@ from sqlalchemy import text
 from service.api import actions, agent, ops, privacy, problems, reports, v1
 from service.api.deps import ServicesDep
 from service.api.middleware import Guard, install_log_scrubbing
+from service.api.openapi import truthful_openapi
 from service.api.problems import problem
 from service.api.services import Services
 from service.settings import Settings
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.add_middleware(Guard, max_body=settings.max_body_bytes)  # outermost: before the body
     install_log_scrubbing()
     problems.install(app)
+    app.openapi = lambda: truthful_openapi(app)  # type: ignore[method-assign]
     app.include_router(v1.router)
     app.include_router(privacy.router)
     app.include_router(agent.router)

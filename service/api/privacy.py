@@ -5,15 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from service import db
 from service.api.deps import AdminKey, ServicesDep, SessionDep, require
+from service.api.schemas import CustomerId
 
 router = APIRouter(prefix="/v1", tags=["privacy"])
-CustomerId = Annotated[str, Path(min_length=1, max_length=64)]
 
 
 class Erasure(BaseModel):
@@ -73,5 +73,5 @@ def audit(session: SessionDep, customer_id: Annotated[str | None, Query(max_leng
         query = query.where(db.AccessRow.key_id == key_id)
     if since is not None:
         query = query.where(db.AccessRow.at >= since)
-    return [Access(at=r.at, key_id=r.key_id, key_name=r.key_name, role=r.role, method=r.method,
+    return [Access(at=db._aware(r.at), key_id=r.key_id, key_name=r.key_name, role=r.role, method=r.method,
                    route=r.route, customer_id=r.customer_id) for r in session.scalars(query)]

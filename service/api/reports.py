@@ -13,10 +13,10 @@ from pydantic import BaseModel, Field
 from service import db
 from service.api.deps import ServicesDep, SessionDep, require
 from service.api.problems import Problem
-from service.jobs import REPORT_FILES
+from service.jobs import REPORT_FILES, TooManyJobs
 
-router = APIRouter(prefix="/v1/reports", tags=["reports"],
-                   dependencies=[Depends(require("reports"))])
+reports_key = require("reports")  # one callable: FastAPI runs it once per request
+router = APIRouter(prefix="/v1/reports", tags=["reports"], dependencies=[Depends(reports_key)])
 JobId = Annotated[str, Path(min_length=1, max_length=32, pattern="^[0-9a-f]+$")]
 FileName = Literal["risk_report.html", "risk_report.csv", "risk_report.parquet"]
 MEDIA = {"html": "text/html; charset=utf-8", "csv": "text/csv; charset=utf-8",
@@ -31,7 +31,7 @@ class ReportRequest(BaseModel):
 
 class ReportJob(BaseModel):
     id: str
-    status: Literal["queued", "running", "done", "failed"]
+    status: Literal["queued", "running", "done", "failed", "cancelled"]
     done: int = Field(description="customers scored and explained so far")
     total: int
     error: str = ""
@@ -53,12 +53,31 @@ def _job(session: SessionDep, job_id: str) -> db.ReportJobRow:
     return row
 
 
-@router.post("", status_code=202, response_model=ReportJob)
-def start_report(body: ReportRequest, services: ServicesDep) -> ReportJob:
-    """Queue a report over every stored customer; poll its status, then download the files."""
+@router.post("", status_code=202, response_model=ReportJob,
+             responses={429: {"description": "this key has the most report jobs it may have "
+                              "queued or running", "content": {"application/problem+json": {}}}})
+def start_report(body: ReportRequest, services: ServicesDep,
+                 key: Annotated[db.ApiKey, Depends(reports_key)]) -> ReportJob:
+    """Queue a report over every stored customer; poll its status, then download the files.
+    Each key may have ``RETENTION_MAX_REPORT_JOBS`` jobs queued or running at once."""
     params = {"top_n": body.top_n, "lang": body.lang,
               "cutoff": (body.cutoff or services.as_of().date()).isoformat()}
-    return _view(services.jobs.submit(params))
+    try:
+        return _view(services.jobs.submit(params, key_id=key.id))
+    except TooManyJobs as exc:
+        raise Problem(429, "Too many report jobs", str(exc), headers={"Retry-After": "60"}) \
+            from exc
+
+
+@router.delete("/{job_id}", response_model=ReportJob,
+               responses={404: {"description": "unknown job",
+                                "content": {"application/problem+json": {}}}})
+def cancel_report(job_id: JobId, services: ServicesDep, session: SessionDep) -> ReportJob:
+    """Cancel a queued or running job (a finished one is left as it is)."""
+    _job(session, job_id)
+    services.jobs.cancel(job_id)
+    session.expire_all()
+    return _view(_job(session, job_id))
 
 
 @router.get("/{job_id}", response_model=ReportJob)

@@ -119,7 +119,9 @@ class Services:
             return db.newest_event(session)
 
     def start(self) -> None:
-        """Background work: report jobs left over, warning delivery, the daily rescoring."""
+        """Background work: report jobs left over, warning delivery, the daily rescoring; the
+        access log is pruned to its retention period (and again after each rescoring)."""
+        self.prune_access()
         self.jobs.resume_unfinished()
         if self.sender is not None:
             self.sender.start()
@@ -304,6 +306,7 @@ class Services:
                                   experiment=self.experiment_config())
         if self.sender is not None and summary.warnings:
             self.sender.wake()
+        self.prune_access()
         if self.settings.precompute_top and not self._stopping.is_set():
             self.precompute(as_of or self.as_of())
         return summary
@@ -340,6 +343,10 @@ class Services:
         return done
 
     # ---- privacy ----------------------------------------------------------------------------
+    def prune_access(self) -> int:
+        with self.Session() as session:
+            return db.prune_access(session, self.settings.audit_days)
+
     def forget(self, customer_id: str, actor: str) -> ErasureReport:
         """Erase one customer everywhere (``service.erasure``); rescoring and scoring wait, so
         no job writes the customer back while they are being erased."""

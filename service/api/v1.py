@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Annotated
 
 import pandas as pd
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Query
 from sse_starlette.sse import EventSourceResponse
 
 from assistant import wording
@@ -28,6 +28,7 @@ from service.api.actions import record_holdout
 from service.api.deps import ServicesDep, SessionDep, require
 from service.api.problems import Problem
 from service.api.schemas import (
+    CustomerId,
     CustomerScore,
     Driver,
     IngestRequest,
@@ -40,7 +41,6 @@ from service.api.schemas import (
 from service.clock import EARLIEST, ancient_rows, future_rows
 
 router = APIRouter(prefix="/v1")
-CustomerId = Annotated[str, Path(min_length=1, max_length=64)]
 
 
 def _events_frame(rows: list, source: str, services: ServicesDep) -> pd.DataFrame:
@@ -62,6 +62,21 @@ def _events_frame(rows: list, source: str, services: ServicesDep) -> pd.DataFram
                       field="ts", rows=late[:20])
     _check_batch(services, events["customer_id"].nunique(), source)
     return events
+
+
+def _check_event_owners(session: SessionDep, events: pd.DataFrame) -> None:
+    """An event id already stored for another customer is refused: replacing it would move
+    the event between customers without rescoring the one who lost it."""
+    owners = db.event_owners(session, events["event_id"].astype(str).tolist())
+    moved = [(e, owners[e], c) for e, c in zip(events["event_id"].astype(str),
+                                                events["customer_id"].astype(str))
+             if e in owners and owners[e] != c]
+    if moved:
+        e, old, new = moved[0]
+        raise Problem(422, "Event id belongs to another customer",
+                      f"events: event_id {e!r} is stored for customer {old!r}, not {new!r} "
+                      f"({len(moved)} such event(s)); give the event a new id",
+                      field="event_id", event_ids=[m[0] for m in moved[:20]])
 
 
 def _check_batch(services: ServicesDep, n: int, source: str) -> None:
@@ -220,6 +235,7 @@ def ingest(body: IngestRequest, services: ServicesDep, session: SessionDep) -> I
     """Store new events and rescore their customers at the as-of date; an upward crossing of
     the risk threshold adds a warning to the outbox (delivered afterwards, with retries)."""
     events = _events_frame(body.events, "events", services)
+    _check_event_owners(session, events)
     stored = db.upsert_events(session, events)
     customers = list(dict.fromkeys(events["customer_id"].tolist()))
     rescored = services.rescore(session, customers)

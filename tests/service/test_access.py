@@ -128,3 +128,46 @@ def test_cli_forget_and_keys(light, monkeypatch):
     assert res.exit_code == 0 and "expired" in res.output and "last used" in res.output
     res = runner.invoke(cli, ["keys", "rotate", "1"])
     assert res.exit_code == 0 and res.output.strip().splitlines()[-1].startswith("ra_")
+
+
+@pytest.mark.parametrize("cid, why", [
+    ("   ", "pattern"), (" C1", "pattern"), ("C1 ", "pattern"), ("nan", "missing value"),
+    ("None", "missing value"), ("99999.0", "float"), ("a/b", "pattern"), ("a\nb", "pattern"),
+    ("", "at least 1")])
+def test_ids_that_would_change_or_vanish_are_refused(light, cid, why):
+    settings, keys = light
+    event = {"customer_id": cid, "ts": "2025-03-01T00:00:00Z", "event": "order", "amount": 5}
+    with TestClient(create_app(settings)) as client:
+        res = client.post("/v1/events", json={"events": [event]}, headers=bearer(keys["admin"]))
+        assert res.status_code == 422 and why in res.text, res.text
+        assert res.json()["errors"][0]["field"].endswith("customer_id")
+
+
+def test_infinite_amounts_and_moved_event_ids_are_refused(light):
+    settings, keys = light
+    body = ('{"events": [{"customer_id": "C9", "ts": "2025-03-01T00:00:00Z", "event": "order", '
+            '"amount": 1e400}]}')
+    with TestClient(create_app(settings)) as client:
+        res = client.post("/v1/events", content=body, headers={
+            **bearer(keys["admin"]), "Content-Type": "application/json"})
+        assert res.status_code == 422 and "amount" in res.text
+        with db.sessions(db.engine_for(settings.db_url))() as session:
+            stored = db.load_events(session)
+        taken = stored.loc[stored["customer_id"] == "B2", "event_id"].iloc[0]
+        event = {"customer_id": "CUST-ALPHA-1", "ts": "2025-03-01T00:00:00Z", "event": "order",
+                 "amount": 5, "event_id": taken}
+        res = client.post("/v1/events", json={"events": [event]}, headers=bearer(keys["admin"]))
+        assert res.status_code == 422 and "belongs to another customer" in res.text
+        assert res.json()["event_ids"] == [taken]
+
+
+def test_csv_formulas_are_neutralised():
+    import pandas as pd
+
+    from service.reports import neutralise_formulas
+
+    frame = pd.DataFrame({"customer_id": ["=HYPERLINK(\"x\")", "+1", "-2", "@SUM(A1)", "C1"],
+                          "probability": [-0.5, 0.1, 0.2, 0.3, 0.4]})
+    out = neutralise_formulas(frame)
+    assert out["customer_id"].tolist() == ["'=HYPERLINK(\"x\")", "'+1", "'-2", "'@SUM(A1)", "C1"]
+    assert out["probability"].tolist() == frame["probability"].tolist()

@@ -277,3 +277,21 @@ def test_report_jobs_start_progress_download_and_resume(api):
         session.commit()
     assert services.jobs.resume_unfinished() == ["feedbeef"]
     assert _wait(client, keys["admin"], "feedbeef")["status"] == "done"
+
+
+def test_report_jobs_are_bounded_per_key_and_cancellable(api):
+    client, keys = api
+    admin = auth(keys["admin"])
+    limit = client.app.state.services.settings.max_report_jobs
+    ids = []
+    for _ in range(limit):
+        res = client.post("/v1/reports", headers=admin, json={"top_n": 30})
+        assert res.status_code == 202, res.text
+        ids.append(res.json()["id"])
+    res = client.post("/v1/reports", headers=admin, json={"top_n": 30})
+    assert res.status_code == 429 and res.headers["Retry-After"] == "60"
+    for job_id in ids:
+        res = client.delete(f"/v1/reports/{job_id}", headers=admin)
+        assert res.status_code == 200 and res.json()["status"] in ("cancelled", "done")
+    assert client.post("/v1/reports", headers=admin, json={"top_n": 0}).status_code == 202
+    assert client.delete("/v1/reports/abc123", headers=admin).status_code == 404
