@@ -62,7 +62,7 @@ def erase_customer(customer_id: CustomerId, services: ServicesDep, session: Sess
 
 @router.get("/audit", response_model=list[Access], dependencies=[Depends(require("admin"))])
 def audit(session: SessionDep, customer_id: Annotated[str | None, Query(max_length=80)] = None,
-          key_id: Annotated[int | None, Query(ge=0)] = None,
+          key_id: Annotated[int | None, Query(ge=0, le=2**63 - 1)] = None,
           since: datetime | None = None,
           limit: Annotated[int, Query(ge=1, le=10_000)] = 500) -> list[Access]:
     """Who read which customer's data, newest first."""

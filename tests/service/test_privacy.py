@@ -135,6 +135,7 @@ def check_erasure(settings: Settings, events: pd.DataFrame, tmp_path: Path) -> d
         assert any(a["customer_id"] == f"erased:{customer_hash(PLANT)[:16]}" for a in audit)
         assert any(a["customer_id"] == "C00002" and a["key_name"] == "test agent"
                    for a in audit)
+        assert {a["customer_id"] for a in audit if a["route"] == "/v1/score"} == set(others)
         # Reads of the erased id after the erasure are logged under its hash, not the id.
         left = [str(p) for p in settings.home.rglob("*") if p.is_file() and holds(p, needles)]
         assert left == []

@@ -6,10 +6,13 @@ route's own validation) and with generated paths, queries and bodies, valid and 
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
+from hypothesis import seed as hypothesis_seed
 from schemathesis.checks import load_all_checks, not_a_server_error
 from schemathesis.specs.openapi import checks as openapi_checks
 
@@ -71,7 +74,10 @@ def test_no_server_errors(api_schema, fuzzed_app, path, method):
     _, key = fuzzed_app
     operation = api_schema[path][method]
 
-    @settings(max_examples=25, deadline=None, database=None,
+    # derandomize: the same examples on every run, so CI is a stable gate; a new finding comes
+    # from changing the code or the spec, not from the draw (widen with RETENTION_FUZZ_SEED).
+    seed = os.environ.get("RETENTION_FUZZ_SEED")
+    @settings(max_examples=25, deadline=None, database=None, derandomize=seed is None,
               suppress_health_check=list(HealthCheck))
     @given(case=operation.as_strategy())
     def run(case) -> None:
@@ -79,4 +85,4 @@ def test_no_server_errors(api_schema, fuzzed_app, path, method):
                   or c is not openapi_checks.positive_data_acceptance]
         case.call_and_validate(headers={"Authorization": f"Bearer {key}"}, checks=checks)
 
-    run()
+    (hypothesis_seed(int(seed))(run) if seed else run)()
