@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from finetune.baselines import BASELINES, LightGBMBaseline
+from finetune.baselines import BASELINES, LightGBMBaseline, make_baseline
 from finetune.features import FEATURE_COLUMNS
 from finetune.labels import ChurnDefinition, plan_backtest
 from finetune.lora import LoraConfig
@@ -33,11 +33,13 @@ class EvaluateConfig:
     step: int = 30
     n_val: int = 1
     max_train_cutoffs: int | None = None
-    models: tuple[str, ...] = ("lightgbm", "logreg", "recency")
+    models: tuple[str, ...] = tuple(BASELINES)
     lora: LoraConfig = field(default_factory=LoraConfig)
     include_text: bool = True
     encoder_max_examples: int | None = None
     checkpoint_dir: Path | None = None
+    # "auto": choose the newest N fit cutoffs on validation (finetune.window); "all"; or N.
+    train_window: str | int = "auto"
     step_progress: Callable[[int, int, str], None] | None = field(default=None, repr=False,
                                                                  compare=False)
 
@@ -72,7 +74,7 @@ def fit_models(parts: dict[str, pd.DataFrame], config: EvaluateConfig,
             fitted[name] = EncoderKind(lora, ckpt, progress=config.step_progress).fit(
                 enc_fit, enc_fit["label"].to_numpy(), val, y_val)
         else:
-            fitted[name] = BASELINES[name]().fit(fit, y, val, y_val)
+            fitted[name] = make_baseline(name, config.definition.horizon).fit(fit, y, val, y_val)  # type: ignore[attr-defined]
     for name in ("encoder", "fused"):
         if name in fitted:
             fitted[name].params.update(encoder_rows=len(enc_fit),
@@ -146,6 +148,34 @@ def text_warning(events: pd.DataFrame, encoder: str, sample: int = 2000) -> str 
             f"vocabulary, so it cannot read those words{hint}")
 
 
+def select_window(snaps: pd.DataFrame, plan: Any, config: EvaluateConfig,
+                  note: Callable[[str], None]) -> pd.DataFrame:
+    """Keep the fit snapshots of the training window (chosen on validation when "auto"); the
+    plan records the choice and the cutoffs really used."""
+    from finetune.window import apply_window, choose_window
+
+    setting = config.train_window
+    if setting == "all":
+        return snaps
+    fit = snaps[snaps["split"] == "fit"]
+    if setting == "auto":
+        note("choosing the training window on validation")
+        choice = choose_window(fit, snaps[snaps["split"] == "val"], config.definition.horizon)
+        plan.window = choice.to_dict()
+        n = choice.n_cutoffs
+        note(f"training window: {choice.reason}")
+    else:
+        n = int(setting)
+        if n < 1:
+            raise ValueError(f"the training window must be 'auto', 'all' or at least 1, not {n}")
+        plan.window = {"n_cutoffs": n, "reason": "set by the user"}
+    if n is None:
+        return snaps
+    kept = apply_window(fit, n)
+    plan.fit_cutoffs = sorted(pd.Timestamp(c) for c in kept["cutoff"].unique())
+    return pd.concat([kept, snaps[snaps["split"] != "fit"]], ignore_index=True)
+
+
 def prepare(events: pd.DataFrame, config: EvaluateConfig, note: Callable[[str], None],
             production: bool = False) -> tuple[dict[str, pd.DataFrame], Any]:
     """Backtest snapshots split into fit / val / test (with texts when a text model is asked);
@@ -158,6 +188,7 @@ def prepare(events: pd.DataFrame, config: EvaluateConfig, note: Callable[[str], 
     snaps = backtest_snapshots(events, plan, config.definition,
                                on_cutoff=lambda c: note(f"snapshot {c.date()}"),
                                with_test=not production)
+    snaps = select_window(snaps, plan, config, note)
     if any(m in TEXT_KINDS for m in config.models):
         if config.include_text and not production:
             warning = text_warning(events, config.lora.encoder)
@@ -250,12 +281,78 @@ def compare_runs(a: pd.DataFrame, b: pd.DataFrame, model: str, model_b: str | No
             "p_a_better": boot["a"]["p_better"], "n_boot": n_boot}
 
 
+def origin_events(events: pd.DataFrame, origin: int, spacing: int = 30) -> pd.DataFrame:
+    """The events a backtest at rolling origin ``origin`` may read: everything before the data
+    end moved ``origin * spacing`` days earlier. Its test cutoff is then that end - horizon, and
+    nothing after it (labels included) exists for that backtest."""
+    if origin < 0:
+        raise ValueError(f"origin must be 0 or more, not {origin}")
+    if origin == 0:
+        return events
+    from finetune.labels import DAY, data_bounds
+
+    _, end = data_bounds(events)
+    return events[events["ts"] < end - origin * spacing * DAY].reset_index(drop=True)
+
+
+def summarize_origins(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean, spread and range of each model's test metrics over the origins, the winner of each
+    origin, and each model's mean gap to the best single baseline."""
+    names = [n for n in results[0]["models"] if all(n in r["models"] for r in results)]
+    summary: dict[str, Any] = {"n_origins": len(results),
+                               "test_cutoffs": [r["test_cutoff"] for r in results], "models": {}}
+    for name in names:
+        aucs = np.array([r["models"][name]["auc"] for r in results])
+        eces = np.array([r["models"][name]["ece"] for r in results])
+        summary["models"][name] = {
+            "auc_mean": float(aucs.mean()), "auc_std": float(aucs.std(ddof=1)) if len(aucs) > 1
+            else 0.0, "auc_min": float(aucs.min()), "auc_max": float(aucs.max()),
+            "ece_mean": float(eces.mean()), "ece_max": float(eces.max()),
+            "auc_by_origin": [float(a) for a in aucs]}
+    summary["winner_by_origin"] = [max(names, key=lambda n: r["models"][n]["auc"])
+                                   for r in results]
+    baselines = [n for n in names if n in BASELINES]
+    if baselines:
+        best = max(baselines, key=lambda n: summary["models"][n]["auc_mean"])
+        summary["best_baseline"] = best
+        for name in names:
+            summary["models"][name]["auc_minus_best_baseline"] = (
+                summary["models"][name]["auc_mean"] - summary["models"][best]["auc_mean"])
+    return summary
+
+
+def evaluate_origins(events: pd.DataFrame, config: EvaluateConfig, origins: int,
+                     dataset: str = "events", spacing: int = 30,
+                     progress: Callable[[str], None] | None = None,
+                     ) -> tuple[dict[str, Any], pd.DataFrame]:
+    """A rolling-origin backtest: ``origins`` test cutoffs (data end - horizon, then ``spacing``
+    days earlier each), each with its own training cutoffs before it and its own validation.
+    One seasonal window should not decide which model is best."""
+    if origins < 1:
+        raise ValueError(f"origins must be at least 1, not {origins}")
+    note = progress or (lambda _msg: None)
+    results, frames = [], []
+    for k in range(origins):
+        result, preds = evaluate_with_predictions(
+            origin_events(events, k, spacing), config, dataset,
+            progress=note if origins == 1 else lambda m, k=k: note(f"origin {k + 1}/{origins}: {m}"))
+        result["origin"] = k
+        results.append(result)
+        frames.append(preds.assign(origin=k))
+    if origins == 1:
+        return results[0], frames[0]
+    out = {"dataset": dataset, "horizon": config.definition.horizon, "origins": results,
+           "summary": summarize_origins(results)}
+    return out, pd.concat(frames, ignore_index=True)
+
+
 __all__ = [
     "MODEL_KINDS",
     "EvaluateConfig",
     "add_intervals",
     "compare_runs",
     "evaluate",
+    "evaluate_origins",
     "evaluate_with_predictions",
     "fit_models",
     "prepare",

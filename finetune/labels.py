@@ -106,6 +106,7 @@ class BacktestPlan:
     data_start: pd.Timestamp
     data_end: pd.Timestamp
     notes: list[str] = field(default_factory=list)
+    window: dict | None = None  # the training-window choice (``finetune.window``), when made
 
     @property
     def train_cutoffs(self) -> list[pd.Timestamp]:
@@ -116,7 +117,8 @@ class BacktestPlan:
         return {"test_cutoff": fmt(self.test_cutoff),
                 "fit_cutoffs": [fmt(c) for c in self.fit_cutoffs],
                 "val_cutoffs": [fmt(c) for c in self.val_cutoffs],
-                "data_start": fmt(self.data_start), "data_end": fmt(self.data_end - DAY)}
+                "data_start": fmt(self.data_start), "data_end": fmt(self.data_end - DAY),
+                **({"window": self.window} if self.window is not None else {})}
 
 
 def plan_backtest(events: pd.DataFrame, definition: ChurnDefinition, step: int = 30,

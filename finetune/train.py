@@ -125,7 +125,8 @@ def run_hash(events: pd.DataFrame, config: EvaluateConfig) -> str:
                               "step": config.step, "n_val": config.n_val,
                               "max_train_cutoffs": config.max_train_cutoffs,
                               "encoder_max_examples": config.encoder_max_examples,
-                              "include_text": config.include_text}, sort_keys=True).encode())
+                              "include_text": config.include_text,
+                              "train_window": config.train_window}, sort_keys=True).encode())
     return digest.hexdigest()[:16]
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from contextlib import contextmanager
+from datetime import datetime
 from functools import wraps
 from pathlib import Path
 from typing import Any
@@ -36,9 +38,40 @@ def clean_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+class _LogTracker:
+    """Progress as timestamped lines, for logs (cron, CI, ``nohup``) where a live bar prints
+    nothing at all: every stage message, and optimizer steps at most every ``every`` seconds."""
+
+    def __init__(self, label: str, every: float = 30.0) -> None:
+        self.label, self.every = label, every
+        self.start = time.monotonic()
+        self.last_step = -every
+
+    def _line(self, message: str) -> None:
+        elapsed = time.monotonic() - self.start
+        err.print(f"{datetime.now().strftime('%H:%M:%S')} [{elapsed:7.0f}s] {self.label}: "
+                  f"{message}", highlight=False, soft_wrap=True, markup=False)
+
+    def __call__(self, message: str) -> None:
+        self._line(message)
+
+    def steps(self, done: int, total: int, message: str) -> None:
+        now = time.monotonic()
+        if done >= total or now - self.last_step >= self.every:
+            self.last_step = now
+            self._line(f"{message} ({done}/{total})")
+
+
 @contextmanager
 def progress_bar(total: int | None, label: str):
-    """Yields ``advance(message)`` for steps and ``update(done, total, message)`` for bars."""
+    """Yields ``advance(message)`` for steps and ``update(done, total, message)`` for bars: a
+    live bar on a terminal, plain timestamped lines otherwise."""
+    if not err.is_terminal:
+        tracker = _LogTracker(label)
+        tracker("started")
+        yield tracker
+        tracker("finished")
+        return
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                   TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
                   console=err, transient=True) as progress:

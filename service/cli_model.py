@@ -12,7 +12,13 @@ import typer
 from rich.table import Table
 
 from finetune.artifacts import ModelNotFound, TrainedModel, current, rollback, set_current, versions
-from finetune.evaluate import MODEL_KINDS, EvaluateConfig, add_intervals, evaluate_with_predictions
+from finetune.baselines import BASELINES
+from finetune.evaluate import (
+    MODEL_KINDS,
+    EvaluateConfig,
+    add_intervals,
+    evaluate_origins,
+)
 from finetune.labels import ChurnDefinition, churn_labels, plan_backtest
 from finetune.loaders import output_format, write_events, write_text_atomic
 from finetune.lora import LoraConfig
@@ -52,6 +58,17 @@ MappingFile = Annotated[Path | None, typer.Option(help="JSON column mapping file
 SqlUrl = Annotated[str | None, typer.Option(help="SQLAlchemy URL, e.g. sqlite:///shop.db")]
 Query = Annotated[str | None, typer.Option(help="SQL query returning events")]
 DropInvalid = Annotated[bool, typer.Option(help="drop and count invalid rows instead of failing")]
+TrainWindow = Annotated[str, typer.Option(help=(
+    "training cutoffs to learn from: auto (the newest N, chosen on validation), all, or N"))]
+
+
+def _window(value: str) -> str | int:
+    value = value.strip().lower()
+    if value in ("auto", "all"):
+        return value
+    if value.isdigit() and int(value) >= 1:
+        return int(value)
+    raise ValueError(f"--train-window must be auto, all or a whole number of cutoffs, not {value!r}")
 
 
 def _definition(kind: str, horizon: int, lookback: int, activity: str,
@@ -91,6 +108,25 @@ def print_table(result: dict[str, Any]) -> None:
         out.print(f"[dim]note: {note}[/]")
 
 
+def print_origins(result: dict[str, Any]) -> None:
+    """Each origin's table, then every model's mean and spread over the origins."""
+    for one in result["origins"]:
+        print_table(one)
+    summary = result["summary"]
+    out.print(f"[bold]{summary['n_origins']} origins[/] (test cutoffs "
+              f"{', '.join(summary['test_cutoffs'])}): mean over origins")
+    table = Table("model", "auc mean", "auc sd", "auc min", "ece mean", "ece max",
+                  "vs best baseline", header_style="bold")
+    for name, m in sorted(summary["models"].items(), key=lambda kv: -kv[1]["auc_mean"]):
+        gap = m.get("auc_minus_best_baseline")
+        table.add_row(name, f"{m['auc_mean']:.3f}", f"{m['auc_std']:.3f}", f"{m['auc_min']:.3f}",
+                      f"{m['ece_mean']:.3f}", f"{m['ece_max']:.3f}",
+                      "" if gap is None else f"{gap:+.3f}")
+    out.print(table)
+    out.print(f"winner by origin: {', '.join(summary['winner_by_origin'])}; best single "
+              f"baseline on average: {summary.get('best_baseline', '-')}", highlight=False)
+
+
 def _emit(result: dict[str, Any], as_json: bool, out_file: Path | None,
           preds: pd.DataFrame | None = None, preds_file: Path | None = None) -> None:
     if preds_file is not None and preds is not None:
@@ -99,6 +135,8 @@ def _emit(result: dict[str, Any], as_json: bool, out_file: Path | None,
         write_text_atomic(json.dumps(result, indent=2), out_file)
     if as_json:
         sys.stdout.write(json.dumps(result) + "\n")
+    elif "origins" in result:
+        print_origins(result)
     else:
         print_table(result)
 
@@ -128,14 +166,18 @@ def _evaluate_saved(model_dir: Path, frame, name: str,
 def evaluate_cmd(
     events: Events = None, horizon: Horizon = 90,
     models: Annotated[str, typer.Option(help="comma-separated: " + ", ".join(MODEL_KINDS))]
-    = "lightgbm,logreg,recency",
+    = ",".join(BASELINES),
     kind: Kind = "inactivity", lookback: Lookback = 365, step: Step = 30,
     activity: Activity = "order", min_prior: MinPrior = 1, max_train_cutoffs: MaxCutoffs = None,
     encoder: Encoder = "minilm", max_tokens: MaxTokens = 256, no_text: NoText = False,
     epochs: Epochs = 1, max_steps: MaxSteps = None, batch_size: BatchSize = 16, lr: Lr = 1e-3,
     lora_r: LoraR = 8, lora_alpha: LoraAlpha = 16, lora_dropout: LoraDropout = 0.1,
     target_modules: Targets = "query,key,value,dense", encoder_max_examples: MaxExamples = 3000,
-    seed: Seed = 0,
+    seed: Seed = 0, train_window: TrainWindow = "auto",
+    origins: Annotated[int, typer.Option(min=1, help=(
+        "rolling-origin backtest: this many test cutoffs (data end - horizon, then 30 days "
+        "earlier each), each trained only on what came before it; reports the mean and spread"))]
+    = 1,
     model: Annotated[Path | None, typer.Option(help="evaluate this trained model instead")] = None,
     map_: Maps = None, mapping: MappingFile = None, sql_url: SqlUrl = None, query: Query = None,
     drop_invalid: DropInvalid = False,
@@ -161,12 +203,12 @@ def evaluate_cmd(
     config = EvaluateConfig(
         definition=_definition(kind, horizon, lookback, activity, min_prior), step=step,
         models=names, max_train_cutoffs=max_train_cutoffs, include_text=not no_text,
-        encoder_max_examples=encoder_max_examples,
+        encoder_max_examples=encoder_max_examples, train_window=_window(train_window),
         lora=_lora(encoder, max_tokens, epochs, max_steps, batch_size, lr, lora_r, lora_alpha,
                    lora_dropout, target_modules, seed))
     with progress_bar(None, "evaluating") as tracker:
         config.step_progress = tracker.steps
-        result, preds = evaluate_with_predictions(frame, config, dataset=name, progress=tracker)
+        result, preds = evaluate_origins(frame, config, origins, dataset=name, progress=tracker)
     _emit(result, as_json, out_file, preds, predictions)
 
 
@@ -178,7 +220,8 @@ def train_cmd(
     max_tokens: MaxTokens = 256, no_text: NoText = False, epochs: Epochs = 1,
     max_steps: MaxSteps = None, batch_size: BatchSize = 16, lr: Lr = 1e-3, lora_r: LoraR = 8,
     lora_alpha: LoraAlpha = 16, lora_dropout: LoraDropout = 0.1, target_modules: Targets = "query,key,value,dense",
-    encoder_max_examples: MaxExamples = 3000, seed: Seed = 0, map_: Maps = None,
+    encoder_max_examples: MaxExamples = 3000, seed: Seed = 0, train_window: TrainWindow = "auto",
+    map_: Maps = None,
     mapping: MappingFile = None, sql_url: SqlUrl = None, query: Query = None,
     drop_invalid: DropInvalid = False,
     refit: Annotated[bool, typer.Option(help="refit the published model on the newest "
@@ -195,7 +238,7 @@ def train_cmd(
     config = EvaluateConfig(
         definition=_definition(kind, horizon, lookback, activity, min_prior), step=step,
         max_train_cutoffs=max_train_cutoffs, include_text=not no_text,
-        encoder_max_examples=encoder_max_examples,
+        encoder_max_examples=encoder_max_examples, train_window=_window(train_window),
         lora=_lora(encoder, max_tokens, epochs, max_steps, batch_size, lr, lora_r, lora_alpha,
                    lora_dropout, target_modules, seed))
     with progress_bar(None, "training") as tracker:

@@ -47,6 +47,23 @@ def test_demo_data_then_evaluate_json(tmp_path):
     assert vs["auc_a_minus_b"] == pytest.approx(gap["auc"] * -1 + result["models"]["lightgbm"]["auc"])
     with pytest.raises(ValueError, match="different customers"):
         compare_runs(frame, frame.iloc[1:], "lightgbm")
+    # Not a terminal (cron, CI): progress comes as timestamped lines on stderr, never silence.
+    assert "evaluating: started" in res.stderr and "evaluating: fitting lightgbm" in res.stderr
+    assert "training window:" in res.stderr
+
+
+def test_evaluate_rolling_origins_table(tmp_path):
+    runner.invoke(app, ["demo-data", "--customers", "300", "--seed", "3", "--days", "500",
+                        "-o", str(tmp_path)])
+    res = runner.invoke(app, ["evaluate", "--events", str(tmp_path / "events.parquet"),
+                              "--horizon", "60", "--models", "logreg,bgnbd", "--origins", "2",
+                              "--train-window", "all"])
+    assert res.exit_code == 0, res.output
+    assert "2 origins" in res.stdout and "winner by origin" in res.stdout
+    assert "bgnbd" in res.stdout
+    res = runner.invoke(app, ["evaluate", "--events", str(tmp_path / "events.parquet"),
+                              "--train-window", "some"])
+    assert res.exit_code == 2 and "--train-window" in res.output
 
 
 def test_bad_predictions_path_fails_before_training(tmp_path):

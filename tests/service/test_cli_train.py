@@ -39,7 +39,10 @@ def test_train_publish_evaluate_and_roll_back(tmp_path):
     assert "| lightgbm |" in card and "| hybrid |" in card and "Test cutoff" in card
     assert "ROC-AUC (95% CI)" in card and "Hybrid minus LightGBM ROC-AUC" in card
     metrics = json.loads((version / "metrics.json").read_text())
-    assert set(metrics["models"]) == {"lightgbm", "logreg", "recency", "encoder", "hybrid"}
+    assert set(metrics["models"]) == {"lightgbm", "lightgbm_plain", "logreg", "recency", "bgnbd",
+                                      "encoder", "hybrid"}
+    # The training window was chosen on validation and recorded with its evidence.
+    assert metrics["backtest"]["window"]["reason"]
     # The encoder trained on a sample from some customers: every snapshot of the other
     # customers joins validation for the calibration and the stack (out-of-sample rows only,
     # from several cutoffs).
