@@ -83,6 +83,12 @@ Test cutoff {{ r.test_cutoff }} (data end - horizon); training cutoffs
 {{ r.backtest.fit_cutoffs|join(', ') }}; validation {{ r.backtest.val_cutoffs|join(', ') }}.
 {{ r.n_fit }} fit, {{ r.n_val }} validation, {{ r.n_test }} test customers; test churn rate
 {{ '%.1f'|format(100 * r.test_churn_rate) }}%.
+{% if r.backtest.window is defined -%}
+Training window: {{ r.backtest.window.reason }}.
+{% endif -%}
+LightGBM: {% for k, v in r.models.lightgbm.params.items() if k != 'val_auc' %}{{ k }}={{ v }}{{ ', ' if not loop.last }}{% endfor %}
+(chosen on validation with the fit cutoffs whose labels end before it; the untuned model was a
+candidate).
 
 ## Test metrics
 | model | ROC-AUC (95% CI) | PR-AUC | Brier | ECE | lift@10% | recall@10% | F1 |

@@ -38,6 +38,7 @@ def test_train_publish_evaluate_and_roll_back(tmp_path):
     card = (version / "MODEL_CARD.md").read_text()
     assert "| lightgbm |" in card and "| hybrid |" in card and "Test cutoff" in card
     assert "ROC-AUC (95% CI)" in card and "Hybrid minus LightGBM ROC-AUC" in card
+    assert "Training window: " in card and "LightGBM: " in card and "n_estimators=" in card
     metrics = json.loads((version / "metrics.json").read_text())
     assert set(metrics["models"]) == {"lightgbm", "lightgbm_plain", "logreg", "recency", "bgnbd",
                                       "encoder", "hybrid"}
