@@ -1,7 +1,7 @@
 """The LoRA churn encoder: it learns, it reloads exactly, it resumes exactly, it reads complaints.
 
-One small model is trained once for the module (MiniLM, 160-token histories, a few hundred steps
-on synthetic customers): about a minute on 2 CPU cores.
+One small model is trained once for the module (MiniLM, 160-token histories, 160 optimizer
+steps on synthetic customers): about 10 minutes on 2 CPU cores (4.5 s a step).
 """
 
 from __future__ import annotations
