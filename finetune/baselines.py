@@ -19,6 +19,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from finetune.features import FEATURE_COLUMNS
+from finetune.labels import labels_end_by
 
 
 def _signed_log(x: np.ndarray) -> np.ndarray:
@@ -82,14 +83,14 @@ class LogRegBaseline:
         return self.model.predict_proba(X[list(self.columns)].to_numpy())[:, 1]
 
 
-def purged_rows(X: pd.DataFrame, X_val: pd.DataFrame, horizon: float | None) -> np.ndarray | None:
+def purged_rows(X: pd.DataFrame, y: np.ndarray, X_val: pd.DataFrame,
+                horizon: float | None) -> np.ndarray | None:
     """Rows whose label window ends before validation begins (None: keep all, because the
     horizon or the cutoffs are unknown, or too few rows of both classes would remain)."""
     if horizon is None or "cutoff" not in X.columns or "cutoff" not in X_val.columns:
         return None
-    mask = (X["cutoff"] + pd.Timedelta(days=horizon) <= X_val["cutoff"].min()).to_numpy()
-    if mask.sum() < max(200, 0.2 * len(X)) or len(np.unique(X.loc[mask, "label"]
-                                                             if "label" in X else [0, 1])) < 2:
+    mask = labels_end_by(X["cutoff"], horizon, X_val["cutoff"].min())
+    if mask.sum() < max(200, 0.2 * len(X)) or len(np.unique(y[mask])) < 2:
         return None
     return mask
 
@@ -115,6 +116,13 @@ class LightGBMBaseline:
                                   reg_lambda=1.0, random_state=self.seed, n_jobs=self.n_jobs,
                                   verbose=-1, deterministic=True, force_row_wise=True, **params)
 
+    def _estimator(self, params: dict):
+        """An unfitted classifier with chosen ``params``: the plain model's, or the grid's."""
+        if params.get("plain"):
+            return LightGBMPlain(self.columns, self.seed, self.n_jobs)._classifier()
+        keep = ("num_leaves", "min_child_samples", "learning_rate", "n_estimators")
+        return self._classifier(**{k: params[k] for k in keep if k in params})
+
     def fit(self, X: pd.DataFrame, y: np.ndarray, X_val: pd.DataFrame | None = None,
             y_val: np.ndarray | None = None) -> LightGBMBaseline:
         """Choose parameters and the number of trees on validation, then refit on all rows.
@@ -134,7 +142,7 @@ class LightGBMBaseline:
             self.model = self._classifier(n_estimators=300).fit(X[cols], y)
             self.params = {"n_estimators": 300, "val_auc": 0.0}
             return self
-        mask = purged_rows(X, X_val, self.horizon)
+        mask = purged_rows(X, np.asarray(y), X_val, self.horizon)
         Xp, yp = (X[mask], y[mask]) if mask is not None else (X, y)
         keys = list(self.grid)
         best: tuple[float, dict] = (-1.0, {})
@@ -154,11 +162,7 @@ class LightGBMBaseline:
             if score > best[0]:
                 best = (score, {**PLAIN_PARAMS, "plain": True})
         chosen = best[1]
-        if chosen.get("plain"):
-            self.model = LightGBMPlain(self.columns, self.seed, self.n_jobs)._classifier()
-        else:
-            self.model = self._classifier(**chosen)
-        self.model.fit(X[cols], y)
+        self.model = self._estimator(chosen).fit(X[cols], y)
         self.params = {**chosen, "val_auc": best[0],
                        "purged_rows": int(len(X) - len(Xp))}
         return self
@@ -176,13 +180,9 @@ class LightGBMBaseline:
 
         assert self.params, "fit first: cross_fit reuses the chosen parameters"
         cols = list(self.columns)
-        keep = tuple(k for k in ("num_leaves", "min_child_samples", "learning_rate",
-                                  "n_estimators") if k in self.params)
         oof = np.full(len(X), np.nan)
         for train_idx, test_idx in GroupKFold(folds).split(X, y, groups):
-            model = (LightGBMPlain(self.columns, self.seed, self.n_jobs)._classifier()
-                     if self.params.get("plain") else
-                     self._classifier(**{k: self.params[k] for k in keep}))
+            model = self._estimator(self.params)
             model.fit(X.iloc[train_idx][cols], y[train_idx])
             oof[test_idx] = model.predict_proba(X.iloc[test_idx][cols])[:, 1]
         return oof

@@ -6,7 +6,7 @@ out with probability p ~ Beta(a, b). From a customer's repeat purchases ``x``, t
 last one ``t_x`` and their age ``T`` (both from the first purchase), the model gives the chance
 they are still alive and the chance of no purchase in the next ``h`` days, which is exactly the
 project's inactivity churn label. It needs no labels and no tuning: the anchor any learned model
-must beat, and two features a learned model may use.
+must beat, and (not yet wired) features a learned model may use.
 
 Why written here rather than imported: ``lifetimes`` is archived (its README sends users to
 PyMC-Marketing), and PyMC-Marketing brings PyMC and a PyTensor compiler for what is a
@@ -22,8 +22,6 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 from scipy.special import betaln, gammaln
-
-BTYD_COLUMNS: tuple[str, ...] = ("bg_p_alive", "bg_p_none_h", "bg_expected_h")
 
 
 def rfm_from_features(X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -111,30 +109,6 @@ class BGNBD:
         quiet = np.exp((r + x) * (np.log(alpha + T) - np.log(alpha + T + horizon)))
         return (1.0 - alive) + alive * quiet
 
-    def expected_purchases(self, x: np.ndarray, t_x: np.ndarray, T: np.ndarray,
-                           horizon: float) -> np.ndarray:
-        """E[purchases in ``(T, T + horizon]``], the paper's equation (10)."""
-        from scipy.special import hyp2f1
-
-        r, alpha, a, b = self._unpack()
-        x, T = np.asarray(x, dtype="float64"), np.asarray(T, dtype="float64")
-        z = horizon / (alpha + T + horizon)
-        head = (a + b + x - 1.0) / (a - 1.0) if a > 1.0 else np.full_like(x, np.nan)
-        tail = 1.0 - ((alpha + T) / (alpha + T + horizon)) ** (r + x) * hyp2f1(
-            r + x, b + x, a + b + x - 1.0, z)
-        value = head * tail * self.p_alive(x, t_x, T)
-        # a <= 1 leaves the closed form undefined; the no-purchase chance still ranks customers.
-        return np.where(np.isfinite(value), value, np.nan)
-
-    def transform(self, X: pd.DataFrame, horizon: float) -> pd.DataFrame:
-        """The model's outputs as features for snapshot aggregates ``X``."""
-        x, t_x, T = rfm_from_features(X)
-        return pd.DataFrame({
-            "bg_p_alive": self.p_alive(x, t_x, T),
-            "bg_p_none_h": self.p_no_purchase(x, t_x, T, horizon),
-            "bg_expected_h": self.expected_purchases(x, t_x, T, horizon),
-        }, index=X.index)
-
 
 def simulate(n: int, r: float, alpha: float, a: float, b: float, T: float,
              seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -157,4 +131,4 @@ def simulate(n: int, r: float, alpha: float, a: float, b: float, T: float,
     return xs, txs, np.full(n, float(T))
 
 
-__all__ = ["BGNBD", "BTYD_COLUMNS", "rfm_from_features", "simulate"]
+__all__ = ["BGNBD", "rfm_from_features", "simulate"]

@@ -18,7 +18,7 @@ from sklearn.metrics import roc_auc_score
 
 from finetune.baselines import BASELINES, LightGBMBaseline, make_baseline
 from finetune.features import FEATURE_COLUMNS
-from finetune.labels import ChurnDefinition, plan_backtest
+from finetune.labels import DAY, ChurnDefinition, data_bounds, plan_backtest
 from finetune.lora import LoraConfig
 from finetune.metrics import best_f1_threshold, evaluate_predictions, paired_bootstrap
 from finetune.snapshots import backtest_snapshots
@@ -289,8 +289,6 @@ def origin_events(events: pd.DataFrame, origin: int, spacing: int = 30) -> pd.Da
         raise ValueError(f"origin must be 0 or more, not {origin}")
     if origin == 0:
         return events
-    from finetune.labels import DAY, data_bounds
-
     _, end = data_bounds(events)
     return events[events["ts"] < end - origin * spacing * DAY].reset_index(drop=True)
 

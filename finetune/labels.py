@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 
 DAY = pd.Timedelta(days=1)
@@ -44,6 +45,12 @@ def as_cutoff(value: str | pd.Timestamp) -> pd.Timestamp:
     ts = pd.Timestamp(value)
     ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
     return ts.normalize()
+
+
+def labels_end_by(cutoffs: pd.Series | list, horizon: float, moment: pd.Timestamp) -> np.ndarray:
+    """Which cutoffs' label windows end by ``moment``: the purge that keeps a model from being
+    chosen on a validation window whose future its training rows share."""
+    return np.asarray(pd.Series(cutoffs) + pd.Timedelta(days=horizon) <= moment)
 
 
 def data_bounds(events: pd.DataFrame) -> tuple[pd.Timestamp, pd.Timestamp]:

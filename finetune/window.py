@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from finetune.labels import DAY
+from finetune.labels import labels_end_by
 
 CANDIDATES: tuple[int, ...] = (1, 2, 4, 8, 16)
 
@@ -59,7 +59,7 @@ def choose_window(fit: pd.DataFrame, val: pd.DataFrame, horizon: int,
     if val.empty or val["label"].nunique() < 2:
         return WindowChoice(None, len(cutoffs), reason="validation has one class: all cutoffs")
     first_val = val["cutoff"].min()
-    pool = [c for c in cutoffs if c + horizon * DAY <= first_val]
+    pool = [c for c, ok in zip(cutoffs, labels_end_by(cutoffs, horizon, first_val)) if ok]
     if len(pool) < 2:
         return WindowChoice(None, len(cutoffs), reason=(
             f"{len(pool)} fit cutoff(s) with labels before validation: too few to choose, "

@@ -115,12 +115,9 @@ def risk(customer_id: CustomerId, services: ServicesDep, session: SessionDep) ->
                                         events=d.events) for d in drivers])
 
 
-score_key = require("score")
-
-
 @router.post("/score", response_model=ScoreResponse)
 def score(body: ScoreRequest, services: ServicesDep, session: SessionDep,
-          key: Annotated[db.ApiKey, Depends(score_key)]) -> ScoreResponse:
+          key: Annotated[db.ApiKey, Depends(require("score"))]) -> ScoreResponse:
     """Score many customers at the as-of date (or ``cutoff``, one date for the whole request):
     stored ones by id, or anyone from inline events. A customer's score never depends on who
     else is in the request; big requests are scored in chunks, so agents are not kept waiting."""
