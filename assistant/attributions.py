@@ -1,18 +1,21 @@
 """Which segments of a customer's history drove the score, and proof that it is so.
 
-The served model is a stack: ``z = b + w_e * encoder_logit(text) + w_t * trees_margin(aggregates)``.
-Occlusion alone undervalues what the trees see: removing the header fact "last order 280 days
-ago" changes the text while the trees still read ``recency_days = 280``, so the strongest driver
-got +0.005. Here each half is attributed by the method that is exact for it:
+The served model is a stack of some of ``z = b + w_e * encoder_logit(text) +
+w_t * trees_margin(aggregates) + w_l * logreg_logit(aggregates)`` (its inputs were chosen on
+validation). Occlusion alone undervalues what the aggregates carry: removing the header fact
+"last order 280 days ago" changes the text while the trees still read ``recency_days = 280``, so
+the strongest driver got +0.005. Here each input is attributed by the method that is exact for it:
 
-- the trees by TreeSHAP (LightGBM's own ``pred_contrib=True``: per feature, in the margin), each
-  feature credited to the header fact that states it (``finetune.serialize.FACT_FEATURES``;
-  ``n_cancels`` to the cancel events);
-- the encoder by occlusion of one segment's text at a time (one batch of forward passes);
+- the trees by TreeSHAP (LightGBM's own ``pred_contrib=True``: per feature, in the margin);
+- logistic regression by its own terms (coefficient times standardised value, per feature);
+- BG/NBD by the exact two-player Shapley split of its logit between recency and order count;
+- both feature-wise in the stack's log-odds, each feature credited to the header fact that
+  states it (``finetune.serialize.FACT_FEATURES``; ``n_cancels`` to the cancel events);
+- the encoder, when the stack reads it, by occlusion of one segment's text at a time;
 
-both combined in the stack's log-odds with its weights, then expressed in probability points as
+all combined in the stack's log-odds with its weights, then expressed in probability points as
 ``p - sigmoid(z - c)``: what removing that segment's share alone would do to the shown score.
-Kinds other than the hybrid keep plain occlusion. The deletion test removes the top-attributed
+The encoder scored alone keeps plain occlusion. The deletion test removes the top-attributed
 segments together and compares the drop with removing random ones; with ``reference`` a removed
 fact also resets the aggregates it states, so the trees see it gone too.
 """
@@ -26,6 +29,8 @@ import numpy as np
 import pandas as pd
 
 from assistant.scoring import ScoredCustomer, Scorer
+from finetune.baselines import LinearForm
+from finetune.features import FEATURE_COLUMNS
 from finetune.serialize import EVENT_FEATURES, FACT_FEATURES
 
 
@@ -47,7 +52,7 @@ def attribute_many(scorer: Scorer, customers: list[ScoredCustomer]) -> list[list
     """``attribute`` for a report chunk in one batch: same numbers, far fewer model calls."""
     if not customers:
         return []
-    if scorer.kind == "hybrid":
+    if scorer.kind == "served":
         return _stack_attributions(scorer, customers)
     return occlusion_many(scorer, customers)
 
@@ -69,18 +74,41 @@ def _booster(trees) -> object:
     return getattr(model, "booster_", None) or model.booster
 
 
-def tree_contributions(scorer: Scorer, features: pd.DataFrame) -> pd.DataFrame:
+def tree_contributions(trees, features: pd.DataFrame) -> pd.DataFrame:
     """TreeSHAP in the trees' margin, one column per feature plus ``bias``; rows sum to the
     margin whose sigmoid is the trees' probability."""
-    trees = scorer.model.hybrid.trees
     cols = list(trees.columns)
     contrib = _booster(trees).predict(features[cols], pred_contrib=True)  # type: ignore[attr-defined]
     return pd.DataFrame(np.asarray(contrib), columns=[*cols, "bias"], index=features.index)
 
 
+def feature_logodds(stack, features: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """The aggregate inputs' share of the stack's log-odds, per feature (weighted TreeSHAP,
+    logistic-regression terms and BG/NBD's Shapley split), and those inputs' weighted total per
+    row (biases included) so the stack's logit can be rebuilt."""
+    weights = stack.weights
+    per = pd.DataFrame(0.0, index=features.index, columns=list(FEATURE_COLUMNS))
+    total = np.zeros(len(features))
+    for name, explain in (("lightgbm", lambda m: tree_contributions(m, features)),
+                          ("logreg", lambda m: _linear(m).contributions(features)),
+                          ("bgnbd", lambda m: m.contributions(features))):
+        if name not in weights:
+            continue
+        contrib = explain(stack.bases[name])
+        w = weights[name]
+        total += w * contrib.sum(axis=1).to_numpy()
+        cols = [c for c in contrib.columns if c != "bias"]
+        per[cols] = per[cols].to_numpy() + w * contrib[cols].to_numpy()
+    return per, total
+
+
+def _linear(model):
+    return model if isinstance(model, LinearForm) else model.linear()
+
+
 def _credit(segments, shap: pd.Series) -> np.ndarray:
-    """Each segment's share of the trees' margin: a fact gets the features it states, cancel
-    events share ``n_cancels``; features whose fact is not in the text stay unassigned."""
+    """Each segment's share of the aggregates' log-odds: a fact gets the features it states,
+    cancel events share ``n_cancels``; features whose fact is not in the text stay unassigned."""
     out = np.zeros(len(segments))
     by_kind: dict[str, list[int]] = {}
     for i, s in enumerate(segments):
@@ -97,29 +125,34 @@ def _credit(segments, shap: pd.Series) -> np.ndarray:
 
 def _stack_attributions(scorer: Scorer, customers: list[ScoredCustomer]
                         ) -> list[list[Attribution]]:
-    hybrid = scorer.model.hybrid
-    assert hybrid.stacker is not None
-    w_enc, w_trees = (float(w) for w in hybrid.stacker.coef_[0])
-    bias = float(hybrid.stacker.intercept_[0])
+    stack = scorer.model.served
+    weights = stack.weights
     feats = pd.DataFrame([c.features for c in customers]).reset_index(drop=True)
-    shap = tree_contributions(scorer, feats)
-    rows, owner = [], []
+    per_feature, aggregate_z = feature_logodds(stack, feats)
+    enc_logits: list[np.ndarray | None] = [None] * len(customers)
+    if "encoder" in weights:
+        rows, owner = [], []
+        for n, c in enumerate(customers):
+            seg = c.serialized.segments
+            texts = [c.serialized.text, *(c.serialized.without({s.sid}) for s in seg)]
+            rows += [(n, t) for t in texts]
+            owner.append(len(texts))
+        frame = feats.iloc[[n for n, _ in rows]].reset_index(drop=True).assign(
+            customer_id=[customers[n].customer_id for n, _ in rows], text=[t for _, t in rows])
+        logits = stack.bases["encoder"].predict_logits(frame)
+        start = 0
+        for n in range(len(customers)):
+            enc_logits[n] = logits[start:start + owner[n]]
+            start += owner[n]
+    out = []
     for n, c in enumerate(customers):
         seg = c.serialized.segments
-        texts = [c.serialized.text, *(c.serialized.without({s.sid}) for s in seg)]
-        rows += [(n, t) for t in texts]
-        owner.append(len(texts))
-    frame = feats.iloc[[n for n, _ in rows]].reset_index(drop=True).assign(
-        customer_id=[customers[n].customer_id for n, _ in rows], text=[t for _, t in rows])
-    logits = hybrid.encoder.predict_logits(frame)
-    out, start = [], 0
-    for n, c in enumerate(customers):
-        seg = c.serialized.segments
-        enc = logits[start:start + owner[n]]
-        start += owner[n]
-        margin = float(shap.iloc[n].sum())
-        z = bias + w_enc * float(enc[0]) + w_trees * margin
-        c_log = w_enc * (float(enc[0]) - enc[1:]) + w_trees * _credit(seg, shap.iloc[n])
+        z = stack.bias + float(aggregate_z[n])
+        c_log = _credit(seg, per_feature.iloc[n])
+        enc = enc_logits[n]
+        if enc is not None:
+            z += weights["encoder"] * float(enc[0])
+            c_log = c_log + weights["encoder"] * (float(enc[0]) - enc[1:])
         p = float(_sigmoid(z))
         contrib = p - _sigmoid(z - c_log)
         out.append([Attribution(s.sid, s.kind, s.text, s.days_ago, float(v))

@@ -62,7 +62,7 @@ def default_cutoff(events: pd.DataFrame) -> pd.Timestamp:
 class Scorer:
     model: TrainedModel
     bands: Bands = field(default_factory=Bands)
-    kind: str = "hybrid"
+    kind: str = "served"
 
     def predict(self, frame: pd.DataFrame) -> pd.Series:
         """Probabilities for snapshot rows that carry features and a ``text`` column."""

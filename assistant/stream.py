@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from assistant.scoring import Bands
-from finetune.artifacts import TrainedModel
+from finetune.artifacts import SCORING_KINDS, TrainedModel
 from finetune.contract import DataError, validate_events
 from finetune.labels import as_cutoff
 
@@ -50,15 +50,15 @@ class StreamConfig:
 
     chunk_customers: int = 2000  # customers per partition: the unit of memory and of work
     read_rows: int = 250_000  # rows per record batch read from the input
-    kind: str = "hybrid"
+    kind: str = "served"
     precision: str = "int8"  # CPU bulk scoring; "fp32" reproduces the API exactly
     batch_size: int | None = None  # encoder batch; None: 64 on CPU, 512 on a GPU
 
     def __post_init__(self) -> None:
         if self.chunk_customers < 1 or self.read_rows < 1:
             raise ValueError("chunk_customers and read_rows must be at least 1")
-        if self.kind not in ("hybrid", "encoder"):
-            raise ValueError(f"kind must be hybrid or encoder, got {self.kind!r}")
+        if self.kind not in SCORING_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(SCORING_KINDS)}, got {self.kind!r}")
         if self.precision not in ("fp32", "int8"):
             raise ValueError(f"precision must be fp32 or int8, got {self.precision!r}")
 
@@ -172,7 +172,7 @@ def fingerprints(frame: pd.DataFrame, feature_columns: list[str], version: str) 
 
 
 def score_partition(model: TrainedModel, part: Path, cutoff: pd.Timestamp, bands: Bands,
-                    kind: str = "hybrid", previous: dict[str, tuple[str, float]] | None = None
+                    kind: str = "served", previous: dict[str, tuple[str, float]] | None = None
                     ) -> pd.DataFrame:
     """Scores of the eligible customers in one partition, reusing unchanged previous ones."""
     events, _ = validate_events(pq.read_table(part).to_pandas(), str(part))

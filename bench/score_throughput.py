@@ -7,7 +7,7 @@
 Also (b0): (b) without int8, to show what each choice buys and costs.
 
 Each path runs in its own process (so peak memory is its own) on the same serialized snapshots
-at the model's test cutoff, and both end in the same calibrated hybrid probability. Prints JSON.
+at the model's test cutoff, and both end in the same calibrated served probability. Prints JSON.
 
     .venv/bin/python bench/score_throughput.py --model MODEL --events EVENTS [--customers 1000]
 """
@@ -58,22 +58,22 @@ def run_path(path: str, model_dir: str, frame_file: str, queue: mp.Queue) -> Non
     version = resolve_version_dir(Path(model_dir))
     start = time.perf_counter()
     if path == "naive":
-        from finetune.churn_models import EncoderKind, HybridKind
+        from finetune.churn_models import EncoderKind, StackKind
         from finetune.lora import EncoderChurnModel
 
         enc = EncoderChurnModel.load(version, merge=False)
         kind = EncoderKind(config=enc.config, model=enc)
-        hybrid = HybridKind.load(version, kind)  # the same trees and stacking weights
+        served = StackKind.load(version, kind)  # the same inputs and stacking weights
         load_s = time.perf_counter() - start
         start = time.perf_counter()
         kind._cache[hash(tuple(frame["text"]))] = _naive_logits(enc, frame["text"].tolist())
-        p = hybrid.predict_proba(frame)
+        p = served.predict_proba(frame)
     else:
         model = load_for_scoring(version, StreamConfig(precision="int8" if path == "project"
                                                        else "fp32"))
         load_s = time.perf_counter() - start
         start = time.perf_counter()
-        p = model.predict(frame, kind="hybrid")
+        p = model.predict(frame, kind="served")
     seconds = time.perf_counter() - start
     queue.put({"path": path, "seconds": seconds, "load_seconds": load_s,
                "probabilities": p.tolist(), "peak_rss_gb": _peak_gb()})

@@ -3,8 +3,9 @@
 Layout of a model root::
 
     ROOT/CURRENT                  name of the current version
-    ROOT/versions/v0003/          adapter/, head.safetensors, calibration.json, lightgbm.txt,
-                                  stacker.json, config.json, metrics.json, MODEL_CARD.md
+    ROOT/versions/v0003/          adapter/, head.safetensors, calibration.json, stacker.json,
+                                  lightgbm.txt / logreg.json (the stack's inputs),
+                                  config.json, metrics.json, MODEL_CARD.md
     ROOT/.work/<run hash>/        checkpoints of an unfinished training run (resumable)
 
 A version is written to a temporary folder and renamed into place, so a crash never leaves a
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from finetune.churn_models import EncoderKind, HybridKind
+from finetune.churn_models import EncoderKind, StackKind
 from finetune.features import compute_features
 from finetune.labels import ChurnDefinition, as_cutoff, eligible_customers
 from finetune.serialize import (
@@ -34,6 +35,7 @@ from finetune.serialize import (
 )
 
 VERSION_RE = re.compile(r"^v(\d{4})$")
+SCORING_KINDS = ("served", "encoder")
 
 
 class ModelNotFound(ValueError):
@@ -112,13 +114,14 @@ def staging_dir(root: Path) -> Path:
 
 @dataclass
 class TrainedModel:
-    """What ``assistant`` scores with: features, serialization, encoder, trees and stacker."""
+    """What ``assistant`` scores with: features, serialization, the encoder and the served stack
+    (whose inputs were chosen on validation: any of the encoder, LightGBM, logistic regression)."""
 
     directory: Path
     config: dict[str, Any]
     definition: ChurnDefinition
     encoder: EncoderKind
-    hybrid: HybridKind
+    served: StackKind
     serializer: Serializer
 
     @classmethod
@@ -133,10 +136,10 @@ class TrainedModel:
         d = config["definition"]
         definition = ChurnDefinition(**{**d, "activity_events": tuple(d["activity_events"])})
         encoder = EncoderKind.load(directory, device=device, precision=precision)
-        hybrid = HybridKind.load(directory, encoder)
+        served = StackKind.load(directory, encoder)
         serializer = Serializer(encoder.model.tokenizer, encoder.config.max_tokens,  # type: ignore[union-attr]
                                 include_text=config.get("include_text", True), version=version)
-        return cls(directory, config, definition, encoder, hybrid, serializer)
+        return cls(directory, config, definition, encoder, served, serializer)
 
     def snapshot(self, events: pd.DataFrame, cutoff: pd.Timestamp | str,
                  customers: list[str] | None = None) -> tuple[pd.DataFrame, list[Serialized]]:
@@ -149,6 +152,9 @@ class TrainedModel:
         serialized = self.serializer.serialize_snapshots(events, feats)
         return feats.assign(text=[s.text for s in serialized]), serialized
 
-    def predict(self, frame: pd.DataFrame, kind: str = "hybrid") -> np.ndarray:
-        model = self.hybrid if kind == "hybrid" else self.encoder
+    def predict(self, frame: pd.DataFrame, kind: str = "served") -> np.ndarray:
+        """``served``: what the service shows; ``encoder``: the encoder alone (diagnostics)."""
+        if kind not in SCORING_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(SCORING_KINDS)}, not {kind!r}")
+        model = self.served if kind == "served" else self.encoder
         return model.predict_proba(frame)

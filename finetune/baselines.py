@@ -82,6 +82,95 @@ class LogRegBaseline:
         assert self.model is not None, "fit first"
         return self.model.predict_proba(X[list(self.columns)].to_numpy())[:, 1]
 
+    def estimator(self):
+        """An unfitted pipeline with the chosen C (for purged refits and cross-fitting)."""
+        assert self.params, "fit first"
+        return self._pipeline(self.params["C"])
+
+    def cross_fit(self, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray,
+                  folds: int = 5) -> np.ndarray:
+        """Out-of-fold probabilities with the chosen C, folds by customer (see LightGBM's)."""
+        cols = list(self.columns)
+        return _cross_fit(lambda: self.estimator(), X[cols].to_numpy(), y, groups, folds)
+
+    def linear(self) -> LinearForm:
+        """The fitted pipeline as one linear form: exact per-feature log-odds, savable as JSON."""
+        assert self.model is not None, "fit first"
+        return LinearForm.from_pipeline(self.model, self.columns)
+
+
+@dataclass
+class LinearForm:
+    """``LogRegBaseline``'s pipeline (signed log, median imputation with missing indicators,
+    standardisation, logistic regression) written out as numbers. The log-odds are a sum of one
+    term per feature (its value's term plus its missing indicator's), so a served stack that
+    includes logistic regression is attributed exactly, feature by feature."""
+
+    columns: tuple[str, ...]
+    medians: np.ndarray
+    indicators: np.ndarray  # indices of the columns that have a missing indicator
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray
+    intercept: float
+
+    @classmethod
+    def from_pipeline(cls, pipeline, columns: tuple[str, ...]) -> LinearForm:
+        imputer = pipeline.named_steps["simpleimputer"]
+        scaler = pipeline.named_steps["standardscaler"]
+        lr = pipeline.named_steps["logisticregression"]
+        indicator = getattr(imputer, "indicator_", None)
+        return cls(tuple(columns), np.asarray(imputer.statistics_, float),
+                   np.asarray(indicator.features_ if indicator is not None else [], int),
+                   np.asarray(scaler.mean_, float), np.asarray(scaler.scale_, float),
+                   np.asarray(lr.coef_[0], float), float(lr.intercept_[0]))
+
+    def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Log-odds per feature (value and missing indicator together) plus ``bias``; each row
+        sums to the model's logit."""
+        raw = _signed_log(X[list(self.columns)].to_numpy(dtype=float))
+        missing = np.isnan(raw)
+        values = np.where(missing, self.medians, raw)
+        design = np.hstack([values, missing[:, self.indicators].astype(float)])
+        terms = (design - self.mean) / self.scale * self.coef
+        n = len(self.columns)
+        per_feature = terms[:, :n].copy()
+        np.add.at(per_feature.T, self.indicators, terms[:, n:].T)
+        out = pd.DataFrame(per_feature, columns=list(self.columns), index=X.index)
+        out["bias"] = self.intercept
+        return out
+
+    def logit(self, X: pd.DataFrame) -> np.ndarray:
+        return self.contributions(X).sum(axis=1).to_numpy()
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-self.logit(X)))
+
+    def to_dict(self) -> dict:
+        return {"columns": list(self.columns), "medians": self.medians.tolist(),
+                "indicators": self.indicators.tolist(), "mean": self.mean.tolist(),
+                "scale": self.scale.tolist(), "coef": self.coef.tolist(),
+                "intercept": self.intercept}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> LinearForm:
+        return cls(tuple(data["columns"]), np.asarray(data["medians"], float),
+                   np.asarray(data["indicators"], int), np.asarray(data["mean"], float),
+                   np.asarray(data["scale"], float), np.asarray(data["coef"], float),
+                   float(data["intercept"]))
+
+
+def _cross_fit(make, X, y: np.ndarray, groups: np.ndarray, folds: int) -> np.ndarray:
+    """Out-of-fold probabilities, folds keeping each group (customer) together."""
+    from sklearn.model_selection import GroupKFold
+
+    oof = np.full(len(X), np.nan)
+    take = (lambda idx: X.iloc[idx]) if isinstance(X, pd.DataFrame) else (lambda idx: X[idx])
+    for train_idx, test_idx in GroupKFold(folds).split(X, y, groups):
+        model = make().fit(take(train_idx), y[train_idx])
+        oof[test_idx] = model.predict_proba(take(test_idx))[:, 1]
+    return oof
+
 
 def purged_rows(X: pd.DataFrame, y: np.ndarray, X_val: pd.DataFrame,
                 horizon: float | None) -> np.ndarray | None:
@@ -176,16 +265,14 @@ class LightGBMBaseline:
         """Out-of-fold probabilities with the chosen parameters: a stacker fitted on the fitted
         model's own training rows would learn to trust its overfit; folds keep a customer's
         snapshots together so no fold has seen the customer it predicts."""
-        from sklearn.model_selection import GroupKFold
-
         assert self.params, "fit first: cross_fit reuses the chosen parameters"
-        cols = list(self.columns)
-        oof = np.full(len(X), np.nan)
-        for train_idx, test_idx in GroupKFold(folds).split(X, y, groups):
-            model = self._estimator(self.params)
-            model.fit(X.iloc[train_idx][cols], y[train_idx])
-            oof[test_idx] = model.predict_proba(X.iloc[test_idx][cols])[:, 1]
-        return oof
+        return _cross_fit(lambda: self.estimator(), X[list(self.columns)], np.asarray(y),
+                          groups, folds)
+
+    def estimator(self):
+        """An unfitted classifier with the chosen parameters (purged refits, cross-fitting)."""
+        assert self.params, "fit first"
+        return self._estimator(self.params)
 
 
 # LightGBM's own defaults, fixed: the untuned reference that the tuned model must not lose to.
@@ -225,6 +312,12 @@ class LightGBMPlain:
         return self.model.predict_proba(X[list(self.columns)])[:, 1]
 
 
+# The facts BG/NBD reads (recency and the mean gap state "recency", the count "orders"), keyed
+# by the feature each share is credited to: its logit is split between them.
+BGNBD_PLAYERS: dict[str, tuple[str, ...]] = {"recency_days": ("recency_days", "gap_mean"),
+                                             "frequency": ("frequency",)}
+
+
 @dataclass
 class BGNBDBaseline:
     """BG/NBD's chance of no purchase in the horizon (``bgnbd``): the classical buy-till-you-die
@@ -243,6 +336,9 @@ class BGNBDBaseline:
         self.model = BGNBD().fit(*rfm_from_features(rows))
         self.params = {k: v for k, v in self.model.params_.items() if k != "log_likelihood"}
         self.params["horizon"] = self.horizon
+        # the typical customer its attributions are measured against
+        self.params["reference"] = {c: float(np.nan_to_num(rows[c].median()))
+                                    for c in ("frequency", "recency_days", "gap_mean")}
         return self
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
@@ -251,6 +347,47 @@ class BGNBDBaseline:
         assert self.model is not None, "fit first"
         p = self.model.p_no_purchase(*rfm_from_features(X), horizon=self.horizon)  # type: ignore[attr-defined]
         return np.clip(p, 1e-6, 1 - 1e-6)
+
+    def cross_fit(self, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray,
+                  folds: int = 5) -> np.ndarray:
+        """Its own predictions: it reads no labels, so a fit row is out-of-sample already."""
+        return self.predict_proba(X)
+
+    def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Its logit split exactly between recency and order count (two-player Shapley values
+        against the typical customer of its fit, ``reference``), plus ``bias``: the logit of
+        that typical customer. Rows sum to the logit of ``predict_proba``."""
+        from finetune.calibration import logit
+
+        ref = self.params["reference"]
+        names = list(BGNBD_PLAYERS)
+
+        def f(on: set[str]) -> np.ndarray:
+            frame = X[["frequency", "recency_days", "gap_mean"]].astype(float).copy()
+            for name in names:
+                if name not in on:
+                    for col in BGNBD_PLAYERS[name]:
+                        frame[col] = ref[col]
+            return logit(self.predict_proba(frame))
+
+        both, none = f(set(names)), f(set())
+        a, b = names
+        only_a, only_b = f({a}), f({b})
+        out = pd.DataFrame(index=X.index)
+        out[a] = 0.5 * ((only_a - none) + (both - only_b))
+        out[b] = 0.5 * ((only_b - none) + (both - only_a))
+        out["bias"] = none
+        return out
+
+    def to_dict(self) -> dict:
+        return dict(self.params)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> BGNBDBaseline:
+        from finetune.btyd import BGNBD
+
+        model = BGNBD(params_={k: data[k] for k in ("r", "alpha", "a", "b")})
+        return cls(horizon=float(data["horizon"]), model=model, params=dict(data))
 
 
 BASELINES = {"lightgbm": LightGBMBaseline, "lightgbm_plain": LightGBMPlain,

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
-from finetune.baselines import LightGBMBaseline
+from finetune.baselines import BGNBDBaseline, LightGBMBaseline, LinearForm
 from finetune.calibration import PlattCalibrator, logit
 from finetune.features import FEATURE_COLUMNS
 from finetune.lora import EncoderChurnModel, LoraConfig, Progress
@@ -164,67 +164,112 @@ class EncoderKind:
                    calibrator=PlattCalibrator(a=cal["a"], b=cal["b"]))
 
 
-@dataclass
-class HybridKind:
-    """Stack of a fitted encoder and fitted trees; only the two stacking weights are fit here.
+STACK_BASES = ("encoder", "lightgbm", "logreg", "bgnbd")
+HYBRID_INPUTS = ("encoder", "lightgbm")
 
-    The weights are fitted on predictions for rows neither model was fitted or tuned on (see
-    ``calibration_rows``): a stacker fitted on validation alone, where LightGBM was
-    early-stopped, trusted the trees too much and was badly calibrated.
+
+def stack_name(inputs: tuple[str, ...]) -> str:
+    """``encoder+lightgbm``: a stack candidate named by its inputs."""
+    return "+".join(inputs)
+
+
+def base_logit(name: str, model, X: pd.DataFrame) -> np.ndarray:
+    """One base model's score on the stack's scale: the encoder's raw logit, the others' logit
+    of their probability (LightGBM's margin, logistic regression's log-odds)."""
+    if name == "encoder":
+        return model.predict_logits(X)
+    return logit(model.predict_proba(X))
+
+
+@dataclass
+class StackKind:
+    """A logistic stack over the logits of some of the base models (``STACK_BASES``).
+
+    ``hybrid`` is the stack of the encoder and LightGBM; the served model is the stack whose
+    inputs won on validation (``finetune.selection``); one input alone is that model with a
+    Platt calibration. Only the stacking weights are fitted here, on rows no base model was
+    fitted or tuned on (``calibration_rows``): a stacker fitted on validation alone, where
+    LightGBM was early-stopped, trusted the trees too much and was badly calibrated.
     """
 
-    encoder: EncoderKind
-    trees: LightGBMBaseline
+    bases: dict[str, object]
+    inputs: tuple[str, ...] = HYBRID_INPUTS
     stacker: LogisticRegression | None = None
     params: dict = field(default_factory=dict)
 
-    def _z(self, X: pd.DataFrame, trees_proba: np.ndarray | None = None) -> np.ndarray:
-        trees_proba = self.trees.predict_proba(X) if trees_proba is None else trees_proba
-        return np.column_stack([self.encoder.predict_logits(X), logit(trees_proba)])
+    def design(self, X: pd.DataFrame, given: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        """The stack's inputs for ``X``; ``given`` supplies some of them (e.g. out-of-fold)."""
+        given = given or {}
+        return np.column_stack([given[n] if n in given else base_logit(n, self.bases[n], X)
+                                for n in self.inputs])
 
-    def fit(self, X: pd.DataFrame, y: np.ndarray, X_val: pd.DataFrame, y_val: np.ndarray,
-            held_out: np.ndarray | None = None) -> HybridKind:
-        """``held_out``: a boolean mask of the ``X`` rows the encoder never trained on; which
-        rows the weights are fitted on is ``calibration_rows``'s choice."""
-        mask = np.zeros(len(X), bool) if held_out is None else np.asarray(held_out, bool)
-        frames, labels = calibration_rows(X, X_val, mask)
-        z = []
-        for frame in frames:
-            if frame is X_val:
-                z.append(self._z(X_val))
-            else:  # held-out fit rows: LightGBM trained on them, so use its out-of-fold scores
-                oof = self.trees.cross_fit(X, np.asarray(y), X["customer_id"].to_numpy())
-                z.append(self._z(frame, oof[mask]))
-        self.stacker = LogisticRegression(C=1.0).fit(np.vstack(z), np.concatenate(labels))
-        n_held = int(mask.sum())
-        self.params = {"weights": self.stacker.coef_[0].tolist(),
-                       "bias": float(self.stacker.intercept_[0]),
-                       "stack_rows": {"validation": sum(len(f) for f in frames if f is X_val),
-                                      "held_out_fit": n_held}}
+    def fit_design(self, z: np.ndarray, y: np.ndarray, stack_rows: dict[str, int]) -> StackKind:
+        self.stacker = LogisticRegression(C=1.0).fit(z, np.asarray(y))
+        self.params = {**self.params, "inputs": list(self.inputs),
+                       "weights": self.stacker.coef_[0].tolist(),
+                       "bias": float(self.stacker.intercept_[0]), "stack_rows": stack_rows}
         return self
+
+    @property
+    def weights(self) -> dict[str, float]:
+        assert self.stacker is not None, "fit first"
+        return {n: float(w) for n, w in zip(self.inputs, self.stacker.coef_[0])}
+
+    @property
+    def bias(self) -> float:
+        assert self.stacker is not None, "fit first"
+        return float(self.stacker.intercept_[0])
+
+    @property
+    def uses_encoder(self) -> bool:
+        return "encoder" in self.inputs
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         assert self.stacker is not None, "fit first"
-        return self.stacker.predict_proba(self._z(X))[:, 1]
+        return self.stacker.predict_proba(self.design(X))[:, 1]
 
     def save(self, directory: Path) -> None:
+        """``stacker.json``, plus ``lightgbm.txt`` / ``logreg.json`` / ``bgnbd.json`` for the
+        inputs it reads."""
         (directory / "stacker.json").write_text(json.dumps(self.params))
-        assert self.trees.model is not None
-        self.trees.model.booster_.save_model(str(directory / "lightgbm.txt"))
+        if "lightgbm" in self.inputs:
+            trees = self.bases["lightgbm"]
+            booster = getattr(trees.model, "booster_", None) or trees.model.booster  # type: ignore[attr-defined]
+            booster.save_model(str(directory / "lightgbm.txt"))
+        if "logreg" in self.inputs:
+            linear = self.bases["logreg"]
+            form = linear if isinstance(linear, LinearForm) else linear.linear()  # type: ignore[attr-defined]
+            (directory / "logreg.json").write_text(json.dumps(form.to_dict()))
+        if "bgnbd" in self.inputs:
+            (directory / "bgnbd.json").write_text(json.dumps(self.bases["bgnbd"].to_dict()))  # type: ignore[attr-defined]
 
     @classmethod
-    def load(cls, directory: Path, encoder: EncoderKind) -> HybridKind:
-        import lightgbm as lgb
-
-        booster = lgb.Booster(model_file=str(directory / "lightgbm.txt"))
-        trees = LightGBMBaseline()
-        trees.model = _BoosterAdapter(booster)
+    def load(cls, directory: Path, encoder: EncoderKind | None) -> StackKind:
+        """Versions written before the choice have no ``inputs``: they are the hybrid."""
         params = json.loads((directory / "stacker.json").read_text())
+        inputs = tuple(params.get("inputs", HYBRID_INPUTS))
+        bases: dict[str, object] = {}
+        if "encoder" in inputs:
+            if encoder is None:
+                raise ValueError(f"{directory}: the stack reads the encoder, none was loaded")
+            bases["encoder"] = encoder
+        if "lightgbm" in inputs:
+            import lightgbm as lgb
+
+            trees = LightGBMBaseline()
+            trees.model = _BoosterAdapter(lgb.Booster(model_file=str(directory / "lightgbm.txt")))
+            bases["lightgbm"] = trees
+        if "logreg" in inputs:
+            bases["logreg"] = LinearForm.from_dict(
+                json.loads((directory / "logreg.json").read_text()))
+        if "bgnbd" in inputs:
+            bases["bgnbd"] = BGNBDBaseline.from_dict(
+                json.loads((directory / "bgnbd.json").read_text()))
         stacker = LogisticRegression()
         stacker.classes_ = np.array([0, 1])
         stacker.coef_ = np.array([params["weights"]])
         stacker.intercept_ = np.array([params["bias"]])
-        return cls(encoder=encoder, trees=trees, stacker=stacker, params=params)
+        return cls(bases=bases, inputs=inputs, stacker=stacker, params=params)
 
 
 @dataclass

@@ -16,15 +16,20 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from finetune.baselines import BASELINES, LightGBMBaseline, make_baseline
+from finetune.baselines import BASELINES, make_baseline
 from finetune.features import FEATURE_COLUMNS
 from finetune.labels import DAY, ChurnDefinition, data_bounds, plan_backtest
 from finetune.lora import LoraConfig
 from finetune.metrics import best_f1_threshold, evaluate_predictions, paired_bootstrap
+from finetune.selection import MAX_STACK_ROWS
 from finetune.snapshots import backtest_snapshots
 
-TEXT_KINDS = ("encoder", "hybrid", "fused")
-MODEL_KINDS: tuple[str, ...] = (*BASELINES, *TEXT_KINDS)
+TEXT_KINDS = ("encoder", "hybrid", "stack", "fused")
+# The stacks over fitted bases and their inputs; ``served``'s are chosen on validation.
+STACK_KINDS: dict[str, tuple[str, ...] | None] = {
+    "hybrid": ("encoder", "lightgbm"), "stack": ("encoder", "lightgbm", "logreg"), "served": None}
+MODEL_KINDS: tuple[str, ...] = (*BASELINES, *TEXT_KINDS, "served")
+DEFAULT_MODELS: tuple[str, ...] = (*BASELINES, "served")
 
 
 @dataclass
@@ -33,15 +38,26 @@ class EvaluateConfig:
     step: int = 30
     n_val: int = 1
     max_train_cutoffs: int | None = None
-    models: tuple[str, ...] = tuple(BASELINES)
+    models: tuple[str, ...] = DEFAULT_MODELS
     lora: LoraConfig = field(default_factory=LoraConfig)
     include_text: bool = True
     encoder_max_examples: int | None = None
     checkpoint_dir: Path | None = None
     # "auto": choose the newest N fit cutoffs on validation (finetune.window); "all"; or N.
     train_window: str | int = "auto"
+    # None: the served stack's inputs are chosen on validation; a refit passes the choice on.
+    served_inputs: tuple[str, ...] | None = None
+    # Stacking and calibration rows (whole customers, sampled): the encoder scores each of them.
+    stack_max_rows: int | None = MAX_STACK_ROWS
     step_progress: Callable[[int, int, str], None] | None = field(default=None, repr=False,
                                                                  compare=False)
+
+
+def needs_text(config: EvaluateConfig) -> bool:
+    """Whether some requested kind reads the serialized histories (the encoder does)."""
+    served = config.served_inputs or ()
+    return any(m in TEXT_KINDS for m in config.models) or (
+        "served" in config.models and "encoder" in served)
 
 
 def add_texts(events: pd.DataFrame, snaps: pd.DataFrame, lora: LoraConfig,
@@ -56,41 +72,58 @@ def add_texts(events: pd.DataFrame, snaps: pd.DataFrame, lora: LoraConfig,
 
 def fit_models(parts: dict[str, pd.DataFrame], config: EvaluateConfig,
                note: Callable[[str], None]) -> dict[str, Any]:
-    """Fit the requested kinds; ``hybrid`` reuses the fitted encoder and LightGBM."""
-    from finetune.churn_models import EncoderKind, HybridKind, calibration_rows, encoder_split
+    """Fit the requested kinds. The stacks (``hybrid``, ``stack``, ``served``) reuse the fitted
+    bases; ``served`` is chosen among them on validation (``finetune.selection``)."""
+    from finetune.churn_models import EncoderKind, calibration_rows, encoder_split
+    from finetune.selection import cap_customers, fit_served, fit_stack, stack_data
 
     fit, val = parts["fit"], parts["val"]
     y, y_val = fit["label"].to_numpy(), val["label"].to_numpy()
     wanted = list(config.models)
-    needed = set(wanted) | ({"encoder", "lightgbm"} if "hybrid" in wanted else set())
+    needed = set(wanted) - set(STACK_KINDS)
+    for name in (k for k in wanted if k in STACK_KINDS):
+        needed |= set(STACK_KINDS[name] or ("lightgbm", "logreg", "bgnbd"))
+    if "served" in wanted and config.served_inputs:
+        needed |= set(config.served_inputs)
     fitted: dict[str, Any] = {}
     enc_fit, held_out = encoder_split(fit, config.encoder_max_examples, config.lora.seed)
-    for name in [k for k in MODEL_KINDS if k in needed and k != "hybrid"]:
+    text_fitted = "encoder" in needed
+    if not text_fitted:  # no encoder: every fit customer is out-of-fold for the stacks
+        enc_fit, held_out = None, np.ones(len(fit), bool)
+    calib_mask = cap_customers(fit, held_out, config.stack_max_rows, config.lora.seed)
+    for name in [k for k in MODEL_KINDS if k in needed and k not in STACK_KINDS]:
         note(f"fitting {name}")
         if name in ("encoder", "fused"):
             lora = config.lora if name == "encoder" else replace(
                 config.lora, n_numeric=len(FEATURE_COLUMNS))
             ckpt = config.checkpoint_dir / name if config.checkpoint_dir else None
+            assert enc_fit is not None
             fitted[name] = EncoderKind(lora, ckpt, progress=config.step_progress).fit(
                 enc_fit, enc_fit["label"].to_numpy(), val, y_val)
         else:
             fitted[name] = make_baseline(name, config.definition.horizon).fit(fit, y, val, y_val)  # type: ignore[attr-defined]
     for name in ("encoder", "fused"):
         if name in fitted:
+            assert enc_fit is not None
             fitted[name].params.update(encoder_rows=len(enc_fit),
                                        encoder_customers=int(enc_fit["customer_id"].nunique()))
-    if held_out.any():  # otherwise the encoders keep the validation calibration of their fit
-        frames, labels = calibration_rows(fit, val, held_out)
+    if text_fitted and calib_mask.any():  # else the encoders keep validation's calibration
+        frames, labels = calibration_rows(fit, val, calib_mask)
         note(f"calibrating on {sum(len(f) for f in frames)} held-out rows")
         for name in ("encoder", "fused"):
             if name in fitted:
                 fitted[name].calibrate(frames, labels)
-    if "hybrid" in wanted:
-        note("fitting hybrid")
-        trees = fitted["lightgbm"]
-        assert isinstance(trees, LightGBMBaseline)
-        fitted["hybrid"] = HybridKind(fitted["encoder"], trees).fit(fit, y, val, y_val,
-                                                                    held_out=held_out)
+    stacks = [k for k in wanted if k in STACK_KINDS]
+    if stacks:
+        note("fitting the stacks" + (" and choosing the served model on validation"
+                                     if "served" in stacks and not config.served_inputs else ""))
+        data = stack_data(fitted, fit, val, calib_mask, enc_fit, config.definition.horizon,
+                          select="served" in stacks and not config.served_inputs)
+        for name in stacks:
+            if name == "served":
+                fitted[name] = fit_served(fitted, data, config.served_inputs, note)
+            else:
+                fitted[name] = fit_stack(fitted, STACK_KINDS[name], data)  # type: ignore[arg-type]
     return fitted
 
 
@@ -189,7 +222,7 @@ def prepare(events: pd.DataFrame, config: EvaluateConfig, note: Callable[[str], 
                                on_cutoff=lambda c: note(f"snapshot {c.date()}"),
                                with_test=not production)
     snaps = select_window(snaps, plan, config, note)
-    if any(m in TEXT_KINDS for m in config.models):
+    if needs_text(config):
         if config.include_text and not production:
             warning = text_warning(events, config.lora.encoder)
             if warning:
@@ -241,7 +274,7 @@ def evaluate_with_predictions(events: pd.DataFrame, config: EvaluateConfig,
     note = progress or (lambda _msg: None)
     parts, plan = prepare(events, config, note)
     result = result_header(dataset, config, parts, plan)
-    if any(m in TEXT_KINDS for m in config.models):
+    if needs_text(config):
         result["encoder"] = config.lora.to_dict()
     models = fit_models(parts, config, note)
     note("scoring the test cutoff")
@@ -309,6 +342,9 @@ def summarize_origins(results: list[dict[str, Any]]) -> dict[str, Any]:
             "auc_by_origin": [float(a) for a in aucs]}
     summary["winner_by_origin"] = [max(names, key=lambda n: r["models"][n]["auc"])
                                    for r in results]
+    if "served" in names:  # which stack validation chose at each origin
+        summary["served_by_origin"] = [r["models"]["served"]["params"]["choice"]["chosen"]
+                                       for r in results]
     baselines = [n for n in names if n in BASELINES]
     if baselines:
         best = max(baselines, key=lambda n: summary["models"][n]["auc_mean"])

@@ -50,11 +50,11 @@ from finetune.labels import data_bounds
 from finetune.metrics import best_f1_threshold
 from finetune.serialize import SERIALIZATION_VERSION
 
-SERVED_KINDS = ("encoder", "hybrid")
-GATE_KIND = "hybrid"
+GATE_KIND = "served"
 
-# The published model: the baselines for the card, the encoder and its stack with LightGBM.
-TRAINED_KINDS = (*BASELINES, "encoder", "hybrid")
+# The backtest: the baselines, the encoder, the hybrid and the three-input stack for the card,
+# and the served stack, chosen among every stack of the bases on validation.
+TRAINED_KINDS = (*BASELINES, "encoder", "hybrid", "stack", "served")
 CARD = Template("""# Churn model {{ version }}
 
 Trained {{ created }} on `{{ dataset }}` ({{ n_events }} events) with Retention Assistant.
@@ -65,6 +65,15 @@ days before the cutoff, at least {{ d.min_prior }} before it) churns: {{ d.kind 
 {{ d.horizon }} days after the cutoff.
 
 ## Model
+Served: **{{ r.models.served.params.choice.chosen }}**, a logistic stack of
+{{ r.models.served.params.inputs|join(', ') }} (weights {% for w in r.models.served.params.weights %}{{ '%.3f'|format(w) }}{{ ', ' if not loop.last }}{% endfor %},
+bias {{ '%.3f'|format(r.models.served.params.bias) }}), chosen on validation among every stack of
+the encoder, LightGBM and logistic regression: {{ r.models.served.params.choice.reason }}.
+{% if r.models.served.params.choice.val_auc is defined -%}
+Validation ROC-AUC by candidate (bases refitted on the fit cutoffs whose labels end before
+validation; the encoder judged on customers it never trained on):
+{% for k, v in r.models.served.params.choice.val_auc.items() %}{{ k }} {{ '%.4f'|format(v) }}{{ ', ' if not loop.last }}{% endfor %}.
+{% endif %}
 - Encoder `{{ lora.encoder }}` with LoRA (r={{ lora.lora_r }}, alpha={{ lora.lora_alpha }},
   dropout={{ lora.lora_dropout }}, modules {{ lora.target_modules|join(', ') }}), mean pooling,
   linear head, trained on {{ r.models.encoder.params.encoder_rows }} fit snapshots of
@@ -73,10 +82,10 @@ days before the cutoff, at least {{ d.min_prior }} before it) churns: {{ d.kind 
   snapshot of the other fit customers, else validation).
 - Serialization v{{ serialization }}: {{ lora.max_tokens }}-token budget, oldest events dropped
   first, events before quotes; review/ticket text {{ 'included' if include_text else 'blanked' }}.
-- Hybrid: logistic stack of the encoder logit and LightGBM's, fitted on the same kind of rows
-  ({{ r.models.hybrid.params.stack_rows.validation }} validation rows and
-  {{ r.models.hybrid.params.stack_rows.held_out_fit }} held-out fit rows with cross-fitted
-  LightGBM scores).
+- Stacks (hybrid = encoder + LightGBM, stack = all three, the served one) are fitted on the same
+  rows ({{ r.models.served.params.stack_rows.validation }} validation rows and
+  {{ r.models.served.params.stack_rows.held_out_fit }} held-out fit rows with cross-fitted
+  LightGBM and logistic regression scores).
 
 ## Protocol
 Test cutoff {{ r.test_cutoff }} (data end - horizon); training cutoffs
@@ -96,10 +105,10 @@ candidate).
 {% for name, m in r.models.items() -%}
 | {{ name }} | {{ '%.3f'|format(m.auc) }} ({{ '%.3f'|format(m.auc_ci[0]) }}-{{ '%.3f'|format(m.auc_ci[1]) }}) | {{ '%.3f'|format(m.pr_auc) }} | {{ '%.3f'|format(m.brier) }} | {{ '%.3f'|format(m.ece) }} | {{ '%.2f'|format(m.lift10) }} | {{ '%.3f'|format(m.recall10) }} | {{ '%.3f'|format(m.f1) }} |
 {% endfor %}
-{% if r.models.hybrid.auc_diff is defined -%}
-Hybrid minus LightGBM ROC-AUC: {{ '%+.4f'|format(r.models.hybrid.auc_diff) }} (95% CI
-{{ '%+.4f'|format(r.models.hybrid.auc_diff_ci[0]) }} to {{ '%+.4f'|format(r.models.hybrid.auc_diff_ci[1]) }},
-paired bootstrap over test customers; better in {{ '%.0f'|format(100 * r.models.hybrid.p_better) }}% of resamples).
+{% if r.models.served.auc_diff is defined -%}
+Served minus LightGBM ROC-AUC: {{ '%+.4f'|format(r.models.served.auc_diff) }} (95% CI
+{{ '%+.4f'|format(r.models.served.auc_diff_ci[0]) }} to {{ '%+.4f'|format(r.models.served.auc_diff_ci[1]) }},
+paired bootstrap over test customers; better in {{ '%.0f'|format(100 * r.models.served.p_better) }}% of resamples).
 {% endif %}
 ## What these figures refer to
 The table is the backtest fit (training cutoffs up to {{ r.backtest.val_cutoffs[-1] }}), tested at
@@ -149,26 +158,38 @@ def _protocol(config: EvaluateConfig, test_cutoff: str) -> dict[str, Any]:
     return json.loads(json.dumps(protocol))  # as metrics.json holds it (tuples as lists)
 
 
-def refit(events: pd.DataFrame, config: EvaluateConfig, note: Callable[[str], None]
+def refit(events: pd.DataFrame, config: EvaluateConfig, chosen: tuple[str, ...],
+          backtest: dict[str, Any], note: Callable[[str], None]
           ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The served kinds fitted again, one horizon later (newest cutoff: data end - H)."""
-    config = replace(config, models=SERVED_KINDS,
+    """The served stack fitted again, one horizon later (newest cutoff: data end - H), with the
+    inputs the backtest chose. The encoder is retrained only when the stack reads it; otherwise
+    the backtest's encoder is kept for what it still does (serializing with its tokenizer)."""
+    kinds = ("encoder", "served") if "encoder" in chosen else ("served",)
+    config = replace(config, models=kinds, served_inputs=chosen,
                      checkpoint_dir=config.checkpoint_dir / "refit" if config.checkpoint_dir
                      else None)
     note("refitting the published model on the newest labelled cutoffs")
     parts, plan = prepare(events, config, note, production=True)
     models = fit_models(parts, config, note)
+    if "encoder" not in models:
+        models["encoder"] = backtest["encoder"]
     val = parts["val"]
     from sklearn.metrics import roc_auc_score
 
     info = {"refit": True, **{k: v for k, v in plan.to_dict().items() if k != "test_cutoff"},
-            "n_fit": len(parts["fit"]), "n_val": len(val),
+            "n_fit": len(parts["fit"]), "n_val": len(val), "encoder_refit": "encoder" in kinds,
             "thresholds": {k: best_f1_threshold(val["label"].to_numpy(),
                                                 models[k].predict_proba(val))
-                           for k in SERVED_KINDS},
+                           for k in kinds},
             "validation_auc": {k: float(roc_auc_score(val["label"], models[k].predict_proba(val)))
-                               for k in SERVED_KINDS}}
+                               for k in kinds}}
     return models, info
+
+
+def _gate_auc(metrics: dict[str, Any]) -> float:
+    """The served model's backtest ROC-AUC; versions from before the choice served the hybrid."""
+    models = metrics["models"]
+    return float((models.get(GATE_KIND) or models["hybrid"])["auc"])
 
 
 def promotion(root: Path, events: pd.DataFrame, parts: dict[str, pd.DataFrame],
@@ -178,7 +199,7 @@ def promotion(root: Path, events: pd.DataFrame, parts: dict[str, pd.DataFrame],
     data and protocol: its recorded backtest when it ran on this very data, else the current
     model scored on this backtest's test customers when its training data ended before the
     test cutoff (so it never saw that window); otherwise there is nothing fair to compare."""
-    new_auc = float(result["models"][GATE_KIND]["auc"])
+    new_auc = _gate_auc(result)
     out: dict[str, Any] = {"kind": GATE_KIND, "new_auc": new_auc, "current_auc": None,
                            "tolerance": tolerance, "forced": force, "current": None}
     try:
@@ -190,7 +211,7 @@ def promotion(root: Path, events: pd.DataFrame, parts: dict[str, pd.DataFrame],
     metrics = json.loads((vdir / "metrics.json").read_text())
     cfg = json.loads((vdir / "config.json").read_text())
     if metrics.get("data_signature") == signature and metrics.get("protocol") == protocol:
-        out["current_auc"] = float(metrics["models"][GATE_KIND]["auc"])
+        out["current_auc"] = _gate_auc(metrics)
         out["basis"] = "the current version's backtest on the same data and protocol"
     elif cfg.get("trained_through") and cfg["trained_through"] <= protocol["test_cutoff"] and (
             cfg["definition"] == protocol["definition"]):
@@ -238,7 +259,8 @@ def train(events: pd.DataFrame, config: EvaluateConfig, root: Path, dataset: str
     result["data_signature"], result["protocol"] = signature, protocol
     thresholds = {k: v["threshold"] for k, v in result["models"].items()}
     if refit_published:
-        published, info = refit(events, config, note)
+        chosen = tuple(models["served"].inputs)
+        published, info = refit(events, config, chosen, models, note)
         thresholds.update(info.pop("thresholds"))
     else:
         published, info = models, {"refit": False}
@@ -249,7 +271,7 @@ def train(events: pd.DataFrame, config: EvaluateConfig, root: Path, dataset: str
 
     stage = staging_dir(root)
     published["encoder"].save(stage)
-    published["hybrid"].save(stage)
+    published["served"].save(stage)
     end = data_bounds(events)[1]
     cfg = {"dataset": dataset, "definition": config.definition.to_dict(),
            "serialization_version": SERIALIZATION_VERSION, "lora": config.lora.to_dict(),

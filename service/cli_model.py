@@ -11,9 +11,18 @@ import pandas as pd
 import typer
 from rich.table import Table
 
-from finetune.artifacts import ModelNotFound, TrainedModel, current, rollback, set_current, versions
-from finetune.baselines import BASELINES
+from finetune.artifacts import (
+    SCORING_KINDS,
+    ModelNotFound,
+    TrainedModel,
+    current,
+    rollback,
+    set_current,
+    versions,
+)
+from finetune.churn_models import STACK_BASES
 from finetune.evaluate import (
+    DEFAULT_MODELS,
     MODEL_KINDS,
     EvaluateConfig,
     add_intervals,
@@ -62,6 +71,23 @@ TrainWindow = Annotated[str, typer.Option(help=(
     "training cutoffs to learn from: auto (the newest N, chosen on validation), all, or N"))]
 
 
+Served = Annotated[str, typer.Option(help=(
+    "the served stack's inputs: auto (chosen on validation) or a comma-separated subset of "
+    + ", ".join(STACK_BASES)))]
+
+
+def _served(value: str) -> tuple[str, ...] | None:
+    value = value.strip().lower()
+    if value == "auto":
+        return None
+    names = tuple(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))
+    unknown = [n for n in names if n not in STACK_BASES]
+    if not names or unknown:
+        raise ValueError(f"--served must be auto or a comma-separated subset of "
+                         f"{', '.join(STACK_BASES)}, not {value!r}")
+    return tuple(n for n in STACK_BASES if n in names)
+
+
 def _window(value: str) -> str | int:
     value = value.strip().lower()
     if value in ("auto", "all"):
@@ -104,6 +130,9 @@ def print_table(result: dict[str, Any]) -> None:
             gap = (f"; {m['auc_diff']:+.3f} vs {m['reference']} ({m['auc_diff_ci'][0]:+.3f} to "
                    f"{m['auc_diff_ci'][1]:+.3f})" if "auc_diff" in m else "")
             out.print(f"{name}: auc 95% CI {m['auc_ci'][0]:.3f}-{m['auc_ci'][1]:.3f}{gap}")
+    served = result["models"].get("served", {}).get("params", {}).get("choice")
+    if served:
+        out.print(f"served: {served['reason']}", highlight=False, soft_wrap=True)
     for note in result.get("notes", []):
         out.print(f"[dim]note: {note}[/]")
 
@@ -125,6 +154,8 @@ def print_origins(result: dict[str, Any]) -> None:
     out.print(table)
     out.print(f"winner by origin: {', '.join(summary['winner_by_origin'])}; best single "
               f"baseline on average: {summary.get('best_baseline', '-')}", highlight=False)
+    if summary.get("served_by_origin"):
+        out.print(f"served by origin: {', '.join(summary['served_by_origin'])}", highlight=False)
 
 
 def _emit(result: dict[str, Any], as_json: bool, out_file: Path | None,
@@ -166,7 +197,7 @@ def _evaluate_saved(model_dir: Path, frame, name: str,
 def evaluate_cmd(
     events: Events = None, horizon: Horizon = 90,
     models: Annotated[str, typer.Option(help="comma-separated: " + ", ".join(MODEL_KINDS))]
-    = ",".join(BASELINES),
+    = ",".join(DEFAULT_MODELS),
     kind: Kind = "inactivity", lookback: Lookback = 365, step: Step = 30,
     activity: Activity = "order", min_prior: MinPrior = 1, max_train_cutoffs: MaxCutoffs = None,
     encoder: Encoder = "minilm", max_tokens: MaxTokens = 256, no_text: NoText = False,
@@ -196,7 +227,8 @@ def evaluate_cmd(
         output_format(predictions)  # a bad path fails now, not after the training
     frame, name = load_cli_events(events, sql_url, query, map_, mapping, drop_invalid)
     if model is not None:
-        kinds = tuple(n for n in names if n in ("encoder", "hybrid")) or ("encoder", "hybrid")
+        asked = tuple(n for n in names if n in SCORING_KINDS)
+        kinds = asked if asked and names != DEFAULT_MODELS else SCORING_KINDS
         with progress_bar(None, "scoring the trained model"):
             result, preds = _evaluate_saved(model, frame, name, kinds)
         return _emit(result, as_json, out_file, preds, predictions)
@@ -221,7 +253,7 @@ def train_cmd(
     max_steps: MaxSteps = None, batch_size: BatchSize = 16, lr: Lr = 1e-3, lora_r: LoraR = 8,
     lora_alpha: LoraAlpha = 16, lora_dropout: LoraDropout = 0.1, target_modules: Targets = "query,key,value,dense",
     encoder_max_examples: MaxExamples = 3000, seed: Seed = 0, train_window: TrainWindow = "auto",
-    map_: Maps = None,
+    served: Served = "auto", map_: Maps = None,
     mapping: MappingFile = None, sql_url: SqlUrl = None, query: Query = None,
     drop_invalid: DropInvalid = False,
     refit: Annotated[bool, typer.Option(help="refit the published model on the newest "
@@ -231,14 +263,16 @@ def train_cmd(
         "current version's on the same data and protocol"))] = 0.005,
     force: Annotated[bool, typer.Option(help="become current whatever the gate says")] = False,
 ) -> None:
-    """Backtest the LoRA encoder and the hybrid (the card's figures), refit the published model
-    on the newest labelled cutoffs, and publish a new version; it becomes current when it is
-    not worse than the current one (the gate), or with --force."""
+    """Backtest every model and the served stack chosen on validation (the card's figures), refit
+    the served stack on the newest labelled cutoffs, and publish a new version; it becomes
+    current when it is not worse than the current one (the gate), or with --force."""
+    served_inputs = _served(served)
     frame, name = load_cli_events(events, sql_url, query, map_, mapping, drop_invalid)
     config = EvaluateConfig(
         definition=_definition(kind, horizon, lookback, activity, min_prior), step=step,
         max_train_cutoffs=max_train_cutoffs, include_text=not no_text,
         encoder_max_examples=encoder_max_examples, train_window=_window(train_window),
+        served_inputs=served_inputs,
         lora=_lora(encoder, max_tokens, epochs, max_steps, batch_size, lr, lora_r, lora_alpha,
                    lora_dropout, target_modules, seed))
     with progress_bar(None, "training") as tracker:
@@ -270,12 +304,14 @@ def models_list(root: Annotated[Path, typer.Argument(help="model root")]) -> Non
     if not names:
         raise ModelNotFound(f"{root} holds no model versions")
     now = current(root) if (root / "CURRENT").exists() else ""
-    table = Table("version", "current", "trained on", "encoder auc", "hybrid auc")
+    table = Table("version", "current", "trained on", "served", "served auc", "encoder auc")
     for v in names:
         metrics = json.loads((root / "versions" / v / "metrics.json").read_text())
         auc = {k: f"{m['auc']:.3f}" for k, m in metrics["models"].items()}
-        table.add_row(v, "*" if v == now else "", metrics["dataset"], auc.get("encoder", ""),
-                      auc.get("hybrid", ""))
+        served = metrics["models"].get("served")
+        table.add_row(v, "*" if v == now else "", metrics["dataset"],
+                      served["params"]["choice"]["chosen"] if served else "hybrid",
+                      auc.get("served", auc.get("hybrid", "")), auc.get("encoder", ""))
     out.print(table)
 
 

@@ -52,7 +52,9 @@ def trained_model(tmp_path_factory, synthetic) -> Path:
     config = EvaluateConfig(definition=ChurnDefinition(horizon=60), max_train_cutoffs=3,
                             lora=LoraConfig(max_tokens=64, max_steps=24, batch_size=16,
                                             eval_every=24, eval_examples=128),
-                            encoder_max_examples=384)
+                            encoder_max_examples=384,
+                            # every input, so the shared model exercises every attribution path
+                            served_inputs=("encoder", "lightgbm", "logreg"))
     # The backtest fit is published (no refit: it would double this fixture's time);
     # tests/service/test_cli_train.py covers the refit.
     train(events, config, root, dataset="synthetic-test", refit_published=False)

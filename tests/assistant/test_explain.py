@@ -14,6 +14,7 @@ from assistant.attributions import (
     attribute,
     attribute_many,
     faithfulness,
+    feature_logodds,
     occlusion_many,
     tree_contributions,
 )
@@ -107,20 +108,69 @@ def test_removing_a_driver_lowers_the_risk(scorer, events, risky):
 
 
 def test_attributions_decompose_the_stack_exactly(scorer, events, risky):
-    """TreeSHAP rows sum to the trees' margin, and the stack's log-odds rebuilt from the two
-    halves is the shown probability: the attributions explain the model that is served."""
-    hybrid = scorer.model.hybrid
+    """TreeSHAP rows sum to the trees' margin, logistic regression's terms to its logit, and the
+    stack's log-odds rebuilt from its inputs is the shown probability: the attributions explain
+    the model that is served (the fixture serves all three inputs)."""
+    stack = scorer.model.served
+    assert stack.inputs == ("encoder", "lightgbm", "logreg")
     for cid in risky[:3] + risky[-2:]:
         scored = scorer.customer(events, cid)
         feats = pd.DataFrame([scored.features])
-        shap = tree_contributions(scorer, feats)
-        trees_p = hybrid.trees.predict_proba(feats)
+        shap = tree_contributions(stack.bases["lightgbm"], feats)
+        trees_p = stack.bases["lightgbm"].predict_proba(feats)
         np.testing.assert_allclose(shap.sum(axis=1), np.log(trees_p / (1 - trees_p)), atol=1e-6)
+        terms = stack.bases["logreg"].contributions(feats)
+        lr_p = stack.bases["logreg"].predict_proba(feats)
+        np.testing.assert_allclose(terms.sum(axis=1), np.log(lr_p / (1 - lr_p)), atol=1e-9)
         frame = feats.assign(customer_id=cid, text=scored.serialized.text)
-        w_enc, w_trees = hybrid.stacker.coef_[0]
-        z = (hybrid.stacker.intercept_[0] + w_enc * hybrid.encoder.predict_logits(frame)[0]
-             + w_trees * shap.sum(axis=1).iloc[0])
+        w = stack.weights
+        z = (stack.bias + w["encoder"] * stack.bases["encoder"].predict_logits(frame)[0]
+             + w["lightgbm"] * shap.sum(axis=1).iloc[0] + w["logreg"] * terms.sum(axis=1).iloc[0])
         assert 1 / (1 + np.exp(-z)) == pytest.approx(scored.probability, abs=1e-6)
+        per_feature, aggregate_z = feature_logodds(stack, feats)
+        z2 = stack.bias + w["encoder"] * stack.bases["encoder"].predict_logits(frame)[0] + \
+            aggregate_z[0]
+        assert z2 == pytest.approx(z, abs=1e-9)
+        biases = w["lightgbm"] * shap["bias"].iloc[0] + w["logreg"] * terms["bias"].iloc[0]
+        assert per_feature.sum(axis=1).iloc[0] == pytest.approx(aggregate_z[0] - biases,
+                                                                abs=1e-9)
+
+
+def test_a_stack_without_the_encoder_is_attributed_without_it(scorer, events, risky):
+    """When validation chooses LightGBM + logistic regression, the served model never runs the
+    encoder, and the facts carry the aggregates' log-odds alone."""
+    from sklearn.linear_model import LogisticRegression
+
+    from finetune.churn_models import StackKind
+
+    full = scorer.model.served
+    stacker = LogisticRegression()
+    stacker.classes_ = np.array([0, 1])
+    stacker.coef_, stacker.intercept_ = np.array([[0.7, 0.5]]), np.array([-0.2])
+    bases = {n: full.bases[n] for n in ("lightgbm", "logreg")}
+    model = scorer.model
+    lean = Scorer(TrainedModel(model.directory, model.config, model.definition, model.encoder,
+                               StackKind(bases, ("lightgbm", "logreg"), stacker),
+                               model.serializer))
+    calls = []
+    original = model.encoder.predict_logits
+    model.encoder.predict_logits = lambda X: calls.append(len(X)) or original(X)
+    try:
+        scored = lean.customer(events, risky[0])
+        attrs = attribute(lean, scored)
+    finally:
+        model.encoder.predict_logits = original
+    assert not calls
+    feats = pd.DataFrame([scored.features])
+    lr = full.bases["logreg"].contributions(feats).sum(axis=1).iloc[0]
+    trees = tree_contributions(full.bases["lightgbm"], feats).sum(axis=1).iloc[0]
+    z = -0.2 + 0.7 * trees + 0.5 * lr
+    assert scored.probability == pytest.approx(1 / (1 + np.exp(-z)), abs=1e-9)
+    # Without the encoder an event is credited only through the aggregates it alone states
+    # (cancels); every other event's share is the facts'.
+    assert all(a.contribution == 0 for a in attrs if a.kind != "cancel"
+               and not a.sid.startswith("fact:"))
+    assert any(a.sid.startswith("fact:") and a.contribution > 0 for a in attrs)
 
 
 def test_the_trees_half_reaches_the_fact_that_states_it(scorer, events, risky):

@@ -33,21 +33,32 @@ def test_train_publish_evaluate_and_roll_back(tmp_path):
     assert "same data and protocol" in res.output and "refitted on cutoffs" in res.output
     version = root / "versions" / "v0002"
     for name in ("adapter/adapter_config.json", "head.safetensors", "calibration.json",
-                 "lightgbm.txt", "stacker.json", "config.json", "metrics.json", "MODEL_CARD.md"):
+                 "stacker.json", "config.json", "metrics.json", "MODEL_CARD.md"):
         assert (version / name).exists(), name
     card = (version / "MODEL_CARD.md").read_text()
-    assert "| lightgbm |" in card and "| hybrid |" in card and "Test cutoff" in card
-    assert "ROC-AUC (95% CI)" in card and "Hybrid minus LightGBM ROC-AUC" in card
+    assert "| lightgbm |" in card and "| hybrid |" in card and "| served |" in card
+    assert "Test cutoff" in card
+    assert "ROC-AUC (95% CI)" in card and "Served minus LightGBM ROC-AUC" in card
     assert "Training window: " in card and "LightGBM: " in card and "n_estimators=" in card
     metrics = json.loads((version / "metrics.json").read_text())
     assert set(metrics["models"]) == {"lightgbm", "lightgbm_plain", "logreg", "recency", "bgnbd",
-                                      "encoder", "hybrid"}
+                                      "encoder", "hybrid", "stack", "served"}
+    # The served model was chosen on validation among every stack of the bases, and the card
+    # says which won and by how much; what it reads was saved beside it.
+    served = metrics["models"]["served"]["params"]
+    choice = served["choice"]
+    assert len(choice["val_auc"]) == 15 and choice["chosen"] == "+".join(served["inputs"])
+    assert choice["val_auc"][choice["chosen"]] >= max(choice["val_auc"].values()) - 0.001
+    assert f"Served: **{choice['chosen']}**" in card and "Validation ROC-AUC by candidate" in card
+    files = {"lightgbm": "lightgbm.txt", "logreg": "logreg.json", "bgnbd": "bgnbd.json"}
+    for base, name in files.items():
+        assert (version / name).exists() == (base in served["inputs"]), name
     # The training window was chosen on validation and recorded with its evidence.
     assert metrics["backtest"]["window"]["reason"]
     # The encoder trained on a sample from some customers: every snapshot of the other
     # customers joins validation for the calibration and the stack (out-of-sample rows only,
     # from several cutoffs).
-    stack_rows = metrics["models"]["hybrid"]["params"]["stack_rows"]
+    stack_rows = metrics["models"]["served"]["params"]["stack_rows"]
     assert metrics["models"]["encoder"]["params"]["encoder_rows"] == 160
     assert 0 < stack_rows["held_out_fit"] <= metrics["n_fit"] - 160
     pooled = stack_rows["held_out_fit"] < MIN_HELD_OUT  # tiny data: held-out rows + validation
@@ -78,13 +89,13 @@ def test_train_publish_evaluate_and_roll_back(tmp_path):
                               str(root / "versions" / "v0001"), "--json"])
     assert res.exit_code == 0, res.output
     scored = json.loads(res.stdout.strip().splitlines()[-1])
-    for kind in ("encoder", "hybrid"):
+    for kind in ("encoder", "served"):
         assert scored["models"][kind]["auc"] == pytest.approx(first["models"][kind]["auc"],
                                                               abs=1e-6)
 
     # The gate: a current version that did much better on the same data and protocol stays
     # current; --force overrides it.
-    metrics["models"]["hybrid"]["auc"] = 0.999
+    metrics["models"]["served"]["auc"] = 0.999
     (version / "metrics.json").write_text(json.dumps(metrics))
     res = runner.invoke(app, ["train", "--events", events, "--out", str(root), *TINY])
     assert res.exit_code == 0, res.output
@@ -114,3 +125,6 @@ def test_missing_model_and_unknown_encoder_are_clear(tmp_path):
     res = runner.invoke(app, ["evaluate", "--events", str(data / "events.parquet"), "--horizon",
                               "60", "--models", "encoder", "--encoder", str(tmp_path / "nope")])
     assert res.exit_code == 2 and "never downloaded" in res.output
+    res = runner.invoke(app, ["train", "--events", str(data / "events.parquet"), "--out",
+                              str(tmp_path / "m"), "--served", "lightgbm,xgboost"])
+    assert res.exit_code == 2 and "--served must be auto or" in res.output

@@ -1,0 +1,146 @@
+"""The served model is chosen on validation among the stacks of the bases, with no base scoring
+a row whose answer it learnt; its parts save, load and decompose exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from finetune.baselines import BGNBDBaseline, LightGBMBaseline, LogRegBaseline
+from finetune.churn_models import StackKind
+from finetune.evaluate import EvaluateConfig, fit_models, prepare
+from finetune.labels import ChurnDefinition, labels_end_by
+from finetune.selection import (
+    StackData,
+    candidates,
+    cap_customers,
+    choose_inputs,
+    stack_data,
+)
+
+HORIZON = 60
+
+
+@pytest.fixture(scope="module")
+def parts(synthetic):
+    events, _ = synthetic
+    config = EvaluateConfig(definition=ChurnDefinition(horizon=HORIZON),
+                            models=("lightgbm", "logreg", "bgnbd"), train_window="all")
+    parts, _ = prepare(events, config, lambda _m: None)
+    return parts
+
+
+@pytest.fixture(scope="module")
+def bases(parts):
+    fit, val = parts["fit"], parts["val"]
+    y, y_val = fit["label"].to_numpy(), val["label"].to_numpy()
+    return {"lightgbm": LightGBMBaseline(horizon=HORIZON).fit(fit, y, val, y_val),
+            "logreg": LogRegBaseline().fit(fit, y, val, y_val),
+            "bgnbd": BGNBDBaseline(horizon=HORIZON).fit(fit, y)}
+
+
+def test_logistic_regression_written_out_is_the_fitted_pipeline(parts, bases):
+    """The served stack stores logistic regression as numbers and attributes it by its terms:
+    both must be the pipeline that was fitted, missing values included."""
+    test = parts["test"].copy()
+    test.loc[test.index[:20], "gap_mean"] = np.nan  # one-order customers have no gap
+    form = bases["logreg"].linear()
+    np.testing.assert_allclose(form.predict_proba(test), bases["logreg"].predict_proba(test),
+                               atol=1e-10)
+    again = type(form).from_dict(form.to_dict())
+    terms = again.contributions(test)
+    p = bases["logreg"].predict_proba(test)
+    np.testing.assert_allclose(terms.sum(axis=1), np.log(p / (1 - p)), atol=1e-8)
+
+
+def test_bgnbd_shares_sum_to_its_logit_and_silence_raises_it(parts, bases):
+    test = parts["test"]
+    model = bases["bgnbd"]
+    shares = model.contributions(test)
+    p = model.predict_proba(test)
+    np.testing.assert_allclose(shares.sum(axis=1), np.log(p / (1 - p)), atol=1e-8)
+    quiet = test.assign(recency_days=test["recency_days"] + 200)
+    assert (model.contributions(quiet)["recency_days"] >= shares["recency_days"] - 1e-12).all()
+    back = BGNBDBaseline.from_dict(model.to_dict())
+    np.testing.assert_allclose(back.predict_proba(test), p)
+
+
+def test_selection_scores_purged_refits_on_validation_only(parts, bases):
+    """The bases that learn from labels are refitted for the choice on fit cutoffs whose label
+    window ends before validation; the test part is never read."""
+    fit, val = parts["fit"], parts["val"]
+    data = stack_data(bases, fit, val, np.ones(len(fit), bool), None, HORIZON)
+    assert data.info["selection_purged"]
+    purged = labels_end_by(fit["cutoff"], HORIZON, val["cutoff"].min())
+    assert data.info["purged_fit_rows"] == int(purged.sum()) < len(fit)
+    assert len(data.y_select) == len(val)
+    np.testing.assert_array_equal(data.y_select, val["label"].to_numpy())
+    # a purged refit is not the model fitted on every row
+    full = np.log(bases["lightgbm"].predict_proba(val) / (1 - bases["lightgbm"].predict_proba(val)))
+    assert not np.allclose(data.select["lightgbm"], full)
+    # BG/NBD reads no labels: the same scores everywhere
+    p = bases["bgnbd"].predict_proba(val)
+    np.testing.assert_allclose(data.select["bgnbd"], np.log(p / (1 - p)), atol=1e-9)
+
+
+def _data(rng, n=4000):
+    """LightGBM informative; logistic regression a near copy of it; BG/NBD pure noise."""
+    def part(y):
+        trees = y * 1.0 + rng.normal(size=n)
+        return {"lightgbm": trees, "logreg": trees + 0.05 * rng.normal(size=n),
+                "bgnbd": rng.normal(size=n)}
+
+    y, y2 = rng.integers(0, 2, n), rng.integers(0, 2, n)
+    return StackData(part(y), y, part(y2), y2, {"stack_rows": {"validation": 0,
+                                                               "held_out_fit": n}})
+
+
+def test_the_choice_prefers_fewer_inputs_when_more_add_nothing():
+    data = _data(np.random.default_rng(0))
+    chosen, info = choose_inputs(data, ["lightgbm", "logreg", "bgnbd"], simpler_within=0.01)
+    assert len(chosen) == 1 and "bgnbd" not in chosen
+    assert set(info["val_auc"]) == {"+".join(c) for c in candidates(["lightgbm", "logreg",
+                                                                      "bgnbd"])}
+    assert info["chosen"] in info["reason"]
+    # with no tolerance for simplicity the strictly best validation figure wins
+    best, info = choose_inputs(data, ["lightgbm", "logreg", "bgnbd"], simpler_within=0.0)
+    assert info["val_auc"]["+".join(best)] == max(info["val_auc"].values())
+
+
+def test_candidates_are_every_subset_in_a_fixed_order():
+    assert candidates(["logreg", "lightgbm"]) == [("lightgbm",), ("logreg",),
+                                                  ("lightgbm", "logreg")]
+    assert len(candidates(["encoder", "lightgbm", "logreg", "bgnbd"])) == 15
+
+
+def test_capping_drops_whole_customers():
+    fit = pd.DataFrame({"customer_id": np.repeat([f"c{i}" for i in range(100)], 5)})
+    mask = cap_customers(fit, np.ones(len(fit), bool), 123, seed=1)
+    assert 100 <= mask.sum() <= 123
+    kept = fit[mask].groupby("customer_id").size()
+    assert (kept == 5).all()  # every snapshot of a kept customer, none of a dropped one
+    assert cap_customers(fit, np.ones(len(fit), bool), None).all()
+
+
+def test_evaluate_serves_the_winner_and_it_saves_and_loads(parts, tmp_path):
+    """Without the encoder the served model is a stack of the aggregate models; what is saved
+    predicts exactly what was evaluated."""
+    config = EvaluateConfig(definition=ChurnDefinition(horizon=HORIZON),
+                            models=("lightgbm", "logreg", "bgnbd", "served"))
+    fitted = fit_models(parts, config, lambda _m: None)
+    served = fitted["served"]
+    choice = served.params["choice"]
+    assert choice["chosen"] == "+".join(served.inputs)
+    assert choice["val_auc"][choice["chosen"]] >= max(choice["val_auc"].values()) - 0.001
+    assert "encoder" not in served.inputs
+    served.save(tmp_path)
+    back = StackKind.load(tmp_path, encoder=None)
+    np.testing.assert_allclose(back.predict_proba(parts["test"]),
+                               served.predict_proba(parts["test"]), atol=1e-9)
+    # a set choice is kept as given (the refit passes the backtest's on)
+    fixed = fit_models(parts, EvaluateConfig(definition=ChurnDefinition(horizon=HORIZON),
+                                             models=("served",),
+                                             served_inputs=("logreg", "bgnbd")),
+                       lambda _m: None)["served"]
+    assert fixed.inputs == ("logreg", "bgnbd") and "was set" in fixed.params["choice"]["reason"]
