@@ -144,3 +144,25 @@ def test_evaluate_serves_the_winner_and_it_saves_and_loads(parts, tmp_path):
                                              served_inputs=("logreg", "bgnbd")),
                        lambda _m: None)["served"]
     assert fixed.inputs == ("logreg", "bgnbd") and "was set" in fixed.params["choice"]["reason"]
+
+
+def test_only_the_snapshots_a_text_model_reads_are_serialized(synthetic):
+    """Serialization cost follows what the encoder reads (its sample and the capped stacking
+    rows), not customers x cutoffs; fit_models refuses to run on rows that were skipped."""
+    from finetune.churn_models import encoder_split
+    from finetune.evaluate import text_rows
+    from finetune.labels import plan_backtest
+    from finetune.snapshots import backtest_snapshots
+
+    events, _ = synthetic
+    config = EvaluateConfig(definition=ChurnDefinition(horizon=HORIZON),
+                            encoder_max_examples=300, stack_max_rows=500)
+    plan = plan_backtest(events, config.definition, step=config.step)
+    snaps = backtest_snapshots(events, plan, config.definition)
+    rows = text_rows(snaps, config)
+    is_fit = (snaps["split"] == "fit").to_numpy()
+    assert rows[~is_fit].all()
+    assert 300 < rows[is_fit].sum() <= 800 < is_fit.sum()
+    fit = snaps[is_fit].reset_index(drop=True)
+    enc_fit, _ = encoder_split(fit, 300, config.lora.seed)
+    assert rows[is_fit][enc_fit.index].all()  # the same draw fit_models makes
