@@ -29,7 +29,6 @@ import numpy as np
 import pandas as pd
 
 from assistant.scoring import ScoredCustomer, Scorer
-from finetune.baselines import LinearForm
 from finetune.features import FEATURE_COLUMNS
 from finetune.serialize import EVENT_FEATURES, FACT_FEATURES
 
@@ -90,7 +89,7 @@ def feature_logodds(stack, features: pd.DataFrame) -> tuple[pd.DataFrame, np.nda
     per = pd.DataFrame(0.0, index=features.index, columns=list(FEATURE_COLUMNS))
     total = np.zeros(len(features))
     for name, explain in (("lightgbm", lambda m: tree_contributions(m, features)),
-                          ("logreg", lambda m: _linear(m).contributions(features)),
+                          ("logreg", lambda m: m.linear().contributions(features)),
                           ("bgnbd", lambda m: m.contributions(features))):
         if name not in weights:
             continue
@@ -100,10 +99,6 @@ def feature_logodds(stack, features: pd.DataFrame) -> tuple[pd.DataFrame, np.nda
         cols = [c for c in contrib.columns if c != "bias"]
         per[cols] = per[cols].to_numpy() + w * contrib[cols].to_numpy()
     return per, total
-
-
-def _linear(model):
-    return model if isinstance(model, LinearForm) else model.linear()
 
 
 def _credit(segments, shap: pd.Series) -> np.ndarray:

@@ -140,6 +140,10 @@ class LinearForm:
         out["bias"] = self.intercept
         return out
 
+    def linear(self) -> LinearForm:
+        """Itself: a loaded model answers like the fitted ``LogRegBaseline.linear``."""
+        return self
+
     def logit(self, X: pd.DataFrame) -> np.ndarray:
         return self.contributions(X).sum(axis=1).to_numpy()
 

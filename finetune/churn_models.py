@@ -197,11 +197,9 @@ class StackKind:
     stacker: LogisticRegression | None = None
     params: dict = field(default_factory=dict)
 
-    def design(self, X: pd.DataFrame, given: dict[str, np.ndarray] | None = None) -> np.ndarray:
-        """The stack's inputs for ``X``; ``given`` supplies some of them (e.g. out-of-fold)."""
-        given = given or {}
-        return np.column_stack([given[n] if n in given else base_logit(n, self.bases[n], X)
-                                for n in self.inputs])
+    def design(self, X: pd.DataFrame) -> np.ndarray:
+        """The stack's inputs for ``X``: one logit per base."""
+        return np.column_stack([base_logit(n, self.bases[n], X) for n in self.inputs])
 
     def fit_design(self, z: np.ndarray, y: np.ndarray, stack_rows: dict[str, int]) -> StackKind:
         self.stacker = LogisticRegression(C=1.0).fit(z, np.asarray(y))
@@ -220,10 +218,6 @@ class StackKind:
         assert self.stacker is not None, "fit first"
         return float(self.stacker.intercept_[0])
 
-    @property
-    def uses_encoder(self) -> bool:
-        return "encoder" in self.inputs
-
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         assert self.stacker is not None, "fit first"
         return self.stacker.predict_proba(self.design(X))[:, 1]
@@ -237,8 +231,7 @@ class StackKind:
             booster = getattr(trees.model, "booster_", None) or trees.model.booster  # type: ignore[attr-defined]
             booster.save_model(str(directory / "lightgbm.txt"))
         if "logreg" in self.inputs:
-            linear = self.bases["logreg"]
-            form = linear if isinstance(linear, LinearForm) else linear.linear()  # type: ignore[attr-defined]
+            form = self.bases["logreg"].linear()  # type: ignore[attr-defined]
             (directory / "logreg.json").write_text(json.dumps(form.to_dict()))
         if "bgnbd" in self.inputs:
             (directory / "bgnbd.json").write_text(json.dumps(self.bases["bgnbd"].to_dict()))  # type: ignore[attr-defined]
