@@ -149,3 +149,29 @@ def test_the_deterministic_draft_passes_every_check(lang):
     assert [r.evidence[0] for r in out.reasons] == [d.sid for d in top(drivers)]
     assert check_draft(out, evidence, "c", Playbook.load(), scored.facts, lang,
                        required=required, band="high") == []
+
+
+def test_a_stated_request_to_leave_is_listed_and_required_even_when_the_gap_outweighs_it():
+    """Demo customer C00016: the model credits the silence (+0.37) far more than the request
+    to close the account (+0.035), which still is the reason an agent must say."""
+    f = {"recency_days": 349, "gap_mean": 76, "recency_over_gap": 4.6, "frequency": 5,
+         "visits_30d": 0, "n_visits": 9}
+    events = [{"event_id": "x1", "event": "cancel", "days": 196, "text": "请注销我的账户。"},
+              {"event_id": "o5", "event": "order", "days": 349, "amount": 58.49}]
+    attrs = [a("fact:recency", "fact", 0.30), a("event:o5", "order", 0.066, 349),
+             a("fact:visits", "fact", 0.064), a("event:x1", "cancel", 0.035, 196),
+             a("fact:tenure", "fact", 0.007)]
+    drivers = group(customer(f, events), attrs)
+    shown = top(drivers)
+    assert [d.key for d in shown] == ["recency", "visits", "cancel"]
+    # Coverage asks for the strongest and what is large beside it (not the visits), and the
+    # stated request.
+    assert [d.key for d in CoverageRule().required(drivers)] == ["recency", "cancel"]
+    assert reason_text(shown[2], "en").startswith("Asked to close their account 196 days ago")
+    # It takes the weakest other's place rather than making a fourth reason ...
+    more = [*attrs[:3], a("fact:returns", "fact", 0.05), attrs[3]]
+    assert [d.key for d in top(group(customer(f, events), more))] == ["recency", "visits",
+                                                                       "cancel"]
+    # ... and below the noise floor it is noise like any other driver.
+    faint = [*attrs[:3], a("event:x1", "cancel", 0.002, 196)]
+    assert "cancel" not in [d.key for d in top(group(customer(f, events), faint))]
