@@ -14,9 +14,13 @@ import hashlib
 import importlib
 import importlib.util
 import os
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +118,34 @@ def small_model_path() -> Path:
     return path
 
 
+_PROBE = ("import sys\nfrom llama_cpp import Llama\n"
+          "Llama(model_path=sys.argv[1], n_ctx=64, verbose=False)('Hi', max_tokens=1)\n")
+
+
+@lru_cache(maxsize=8)
+def runtime_problem(model_path: str, timeout_s: float = 120.0) -> str | None:
+    """Why llama.cpp cannot run ``model_path`` on this machine, or None when it can.
+
+    A llama.cpp built for instructions this CPU lacks (AVX-512 on an AVX2-only CPU, or a wheel
+    from pip's cache built on another machine) dies with SIGILL: inside the service that kills
+    the process with no message. One token in a child process first turns that into a clear
+    ``LLMUnavailable`` (the explanation keeps its deterministic wording), once per process."""
+    try:
+        run = subprocess.run([sys.executable, "-c", _PROBE, model_path], capture_output=True,
+                             text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return f"llama.cpp did not answer one token in {timeout_s:.0f} s"
+    if run.returncode == 0:
+        return None
+    if run.returncode == -signal.SIGILL:
+        return ("llama-cpp-python was compiled for CPU instructions this machine lacks "
+                "(illegal instruction); rebuild it for this CPU: bash scripts/setup.sh")
+    if run.returncode < 0:
+        return f"llama.cpp died with signal {-run.returncode} loading {model_path}"
+    tail = (run.stderr.strip().splitlines() or ["no message"])[-1]
+    return f"llama.cpp cannot run {model_path}: {tail}"
+
+
 class ChatLlamaCppJSON(BaseChatModel):
     """llama-cpp-python as a LangChain chat model; ``json_schema=`` constrains decoding."""
 
@@ -142,6 +174,9 @@ class ChatLlamaCppJSON(BaseChatModel):
                 raise LLMUnavailable(f"llama-cpp-python is not installed: {INSTALL_HINT}") from exc
             if not Path(self.model_path).exists():
                 raise LLMUnavailable(f"LLM file {self.model_path} does not exist")
+            problem = runtime_problem(self.model_path)
+            if problem is not None:
+                raise LLMUnavailable(problem)
             try:
                 self._llama = Llama(model_path=self.model_path, n_ctx=self.n_ctx,
                                     n_threads=self.n_threads or os.cpu_count(), seed=self.seed,

@@ -148,9 +148,9 @@ def choose_inputs(data: StackData, bases: list[str],
     chosen = min(near, key=lambda c: (len(c), -scores[c]))
     top = max(scores, key=lambda c: scores[c])
     reason = (f"{stack_name(chosen)} won on validation (ROC-AUC {scores[chosen]:.4f}"
-              + (f"; {stack_name(top)} {best:.4f} is within {simpler_within} and has more "
-                 "inputs" if top != chosen else "")
-              + f"; runner-up {_runner_up(scores, chosen)})")
+              + (f"; the best, {stack_name(top)} {best:.4f}, is within {simpler_within} and has "
+                 "more inputs)" if top != chosen
+                 else f"; runner-up {_runner_up(scores, chosen)})"))
     return chosen, {"chosen": stack_name(chosen), "reason": reason,
                     "val_auc": {stack_name(c): v for c, v in scores.items()},
                     **data.info}

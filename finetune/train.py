@@ -68,7 +68,7 @@ days before the cutoff, at least {{ d.min_prior }} before it) churns: {{ d.kind 
 Served: **{{ r.models.served.params.choice.chosen }}**, a logistic stack of
 {{ r.models.served.params.inputs|join(', ') }} (weights {% for w in r.models.served.params.weights %}{{ '%.3f'|format(w) }}{{ ', ' if not loop.last }}{% endfor %},
 bias {{ '%.3f'|format(r.models.served.params.bias) }}), chosen on validation among every stack of
-the encoder, LightGBM and logistic regression: {{ r.models.served.params.choice.reason }}.
+{% if r.models.served.params.choice.val_auc is defined %}{% for k in r.models.served.params.choice.val_auc if '+' not in k %}{{ k }}{{ ', ' if not loop.last }}{% endfor %}{% else %}its bases{% endif %}: {{ r.models.served.params.choice.reason }}.
 {% if r.models.served.params.choice.val_auc is defined -%}
 Validation ROC-AUC by candidate (bases refitted on the fit cutoffs whose labels end before
 validation; the encoder judged on customers it never trained on):

