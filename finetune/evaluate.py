@@ -21,7 +21,7 @@ from finetune.features import FEATURE_COLUMNS
 from finetune.labels import DAY, ChurnDefinition, data_bounds, plan_backtest
 from finetune.lora import LoraConfig
 from finetune.metrics import best_f1_threshold, evaluate_predictions, paired_bootstrap
-from finetune.selection import MAX_STACK_ROWS
+from finetune.selection import MAX_ENCODER_STACK_ROWS, MAX_STACK_ROWS
 from finetune.snapshots import backtest_snapshots
 
 TEXT_KINDS = ("encoder", "hybrid", "stack", "fused")
@@ -49,8 +49,17 @@ class EvaluateConfig:
     served_inputs: tuple[str, ...] | None = None
     # Stacking and calibration rows (whole customers, sampled): the encoder scores each of them.
     stack_max_rows: int | None = MAX_STACK_ROWS
+    # The same when the encoder scores them (it is the cost): see MAX_ENCODER_STACK_ROWS.
+    encoder_stack_max_rows: int | None = MAX_ENCODER_STACK_ROWS
     step_progress: Callable[[int, int, str], None] | None = field(default=None, repr=False,
                                                                  compare=False)
+
+
+def stack_cap(config: EvaluateConfig, encoder: bool) -> int | None:
+    """The stacking rows' cap: the smaller one when the encoder must score every row."""
+    caps = [c for c in (config.stack_max_rows,
+                        config.encoder_stack_max_rows if encoder else None) if c]
+    return min(caps) if caps else None
 
 
 def needs_text(config: EvaluateConfig) -> bool:
@@ -86,7 +95,7 @@ def text_rows(snaps: pd.DataFrame, config: EvaluateConfig) -> np.ndarray:
     is_fit = (snaps["split"] == "fit").to_numpy()
     fit = snaps[is_fit]
     enc_fit, held_out = encoder_split(fit, config.encoder_max_examples, config.lora.seed)
-    calib = cap_customers(fit, held_out, config.stack_max_rows, config.lora.seed)
+    calib = cap_customers(fit, held_out, stack_cap(config, True), config.lora.seed)
     keep = fit.index.isin(enc_fit.index) | calib
     out = ~is_fit
     out[np.flatnonzero(is_fit)[keep]] = True
@@ -113,7 +122,7 @@ def fit_models(parts: dict[str, pd.DataFrame], config: EvaluateConfig,
     text_fitted = "encoder" in needed
     if not text_fitted:  # no encoder: every fit customer is out-of-fold for the stacks
         enc_fit, held_out = None, np.ones(len(fit), bool)
-    calib_mask = cap_customers(fit, held_out, config.stack_max_rows, config.lora.seed)
+    calib_mask = cap_customers(fit, held_out, stack_cap(config, text_fitted), config.lora.seed)
     if text_fitted:  # prepare serialized exactly these fit rows (text_rows)
         missing = int(enc_fit["text"].isna().sum() + fit.loc[calib_mask, "text"].isna().sum())
         if missing:

@@ -166,3 +166,16 @@ def test_only_the_snapshots_a_text_model_reads_are_serialized(synthetic):
     fit = snaps[is_fit].reset_index(drop=True)
     enc_fit, _ = encoder_split(fit, 300, config.lora.seed)
     assert rows[is_fit][enc_fit.index].all()  # the same draw fit_models makes
+
+
+def test_the_encoder_scores_fewer_stacking_rows_than_the_aggregate_models_get():
+    """Every stacking row costs an encoder pass; without the encoder rows are nearly free."""
+    from finetune.evaluate import stack_cap
+    from finetune.selection import MAX_ENCODER_STACK_ROWS, MAX_STACK_ROWS
+
+    assert stack_cap(EvaluateConfig(), encoder=True) == MAX_ENCODER_STACK_ROWS < MAX_STACK_ROWS
+    assert stack_cap(EvaluateConfig(), encoder=False) == MAX_STACK_ROWS
+    assert stack_cap(EvaluateConfig(stack_max_rows=500), encoder=True) == 500
+    assert stack_cap(EvaluateConfig(stack_max_rows=None), encoder=True) == MAX_ENCODER_STACK_ROWS
+    unlimited = EvaluateConfig(stack_max_rows=None, encoder_stack_max_rows=None)
+    assert stack_cap(unlimited, encoder=True) is None
