@@ -4,10 +4,13 @@
     default evaluation batch), every text padded to 256 tokens.
 (b) project: LoRA merged into the base weights, dynamic int8 linear layers, length-sorted batches
     of 64 with no padding beyond each batch's longest text.
-Also (b0): (b) without int8, to show what each choice buys and costs.
+Also (b0): (b) without int8, and (b00): (b0) with the adapters not merged (how `retention
+evaluate` scored before it folded them into a copy), to show what each choice buys and costs.
 
 Each path runs in its own process (so peak memory is its own) on the same serialized snapshots
-at the model's test cutoff, and both end in the same calibrated served probability. Prints JSON.
+at the model's test cutoff, and each ends in the encoder's calibrated probability: the encoder
+alone, because the served stack may not read it (then scoring it costs nothing and says nothing
+about the encoder). Prints JSON.
 
     .venv/bin/python bench/score_throughput.py --model MODEL --events EVENTS [--customers 1000]
 """
@@ -57,23 +60,29 @@ def run_path(path: str, model_dir: str, frame_file: str, queue: mp.Queue) -> Non
     frame = pd.read_parquet(frame_file)
     version = resolve_version_dir(Path(model_dir))
     start = time.perf_counter()
-    if path == "naive":
-        from finetune.churn_models import EncoderKind, StackKind
+    if path in ("naive", "unmerged"):
+        import torch
+
+        from finetune.calibration import calibrator_from_dict
+        from finetune.churn_models import EncoderKind
         from finetune.lora import EncoderChurnModel
 
         enc = EncoderChurnModel.load(version, merge=False)
-        kind = EncoderKind(config=enc.config, model=enc)
-        served = StackKind.load(version, kind)  # the same inputs and stacking weights
+        cal = calibrator_from_dict(json.loads((version / "calibration.json").read_text()))
+        kind = EncoderKind(config=enc.config, model=enc, calibrator=cal)  # type: ignore[arg-type]
         load_s = time.perf_counter() - start
         start = time.perf_counter()
-        kind._cache[hash(tuple(frame["text"]))] = _naive_logits(enc, frame["text"].tolist())
-        p = served.predict_proba(frame)
+        texts = frame["text"].tolist()
+        kind._cache[hash(tuple(frame["text"]))] = (
+            _naive_logits(enc, texts) if path == "naive"
+            else enc._logits(enc._encode(texts), torch.device("cpu"), 64))  # the PEFT network
+        p = kind.predict_proba(frame)
     else:
         model = load_for_scoring(version, StreamConfig(precision="int8" if path == "project"
                                                        else "fp32"))
         load_s = time.perf_counter() - start
         start = time.perf_counter()
-        p = model.predict(frame, kind="served")
+        p = model.predict(frame, kind="encoder")
     seconds = time.perf_counter() - start
     queue.put({"path": path, "seconds": seconds, "load_seconds": load_s,
                "probabilities": p.tolist(), "peak_rss_gb": _peak_gb()})
@@ -121,7 +130,8 @@ def main() -> None:
     frame_file = Path(f"/tmp/score_throughput_{args.seed}.parquet")
     frame.to_parquet(frame_file, index=False)
 
-    runs = {name: _in_child(name, args.model, frame_file) for name in ("naive", "fp32", "project")}
+    runs = {name: _in_child(name, args.model, frame_file) for name in ("naive", "unmerged", "fp32",
+                                                                  "project")}
     frame_file.unlink()
     n = len(frame)
     p = {k: np.array(v["probabilities"]) for k, v in runs.items()}
@@ -137,6 +147,8 @@ def main() -> None:
                   for k, v in runs.items()},
         "ratio": round(runs["naive"]["seconds"] / runs["project"]["seconds"], 2),
         "ratio_fp32_merged_bucketed": round(runs["naive"]["seconds"] / runs["fp32"]["seconds"], 2),
+        "ratio_merging_alone": round(runs["unmerged"]["seconds"] / runs["fp32"]["seconds"], 2),
+        "max_abs_diff_fp32_vs_unmerged": float(np.abs(p["fp32"] - p["unmerged"]).max()),
         "max_abs_diff_project_vs_naive": float(np.abs(p["project"] - p["naive"]).max()),
         "max_abs_diff_fp32_vs_naive": float(np.abs(p["fp32"] - p["naive"]).max()),
         "roc_auc_diff_project_vs_naive": round(float(roc_auc_score(y, p["project"])

@@ -8,6 +8,7 @@ to the exact same model (every step reseeds from (seed, step), and batch order i
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import warnings
@@ -131,6 +132,8 @@ class EncoderChurnModel:
     history: list[dict] = field(default_factory=list)
     scaler: NumericScaler | None = None
     score_batch_size: int = 64  # bulk scoring raises it on a GPU
+    # The adapters folded into a copy after training (``scorer``); None until first asked.
+    _merged: ChurnClassifier | None = field(default=None, repr=False, compare=False)
 
     def _numeric(self, numeric: np.ndarray | None, n: int) -> np.ndarray | None:
         if not self.config.n_numeric:
@@ -187,6 +190,7 @@ class EncoderChurnModel:
         train_num = self._numeric(numeric, len(texts))
         val_num_all = self._numeric(val_numeric, len(val_texts))
         self._build()
+        self._merged = None
         assert self.model is not None
         device = pick_device(cfg.device)
         self.model.to(device)
@@ -277,9 +281,12 @@ class EncoderChurnModel:
     # ---- inference ----------------------------------------------------------------------------
     @torch.inference_mode()
     def _logits(self, ids: list[list[int]], device: torch.device, batch_size: int = 64,
-                numeric: np.ndarray | None = None) -> np.ndarray:
-        assert self.model is not None
-        self.model.eval()
+                numeric: np.ndarray | None = None,
+                model: ChurnClassifier | None = None) -> np.ndarray:
+        """``model`` defaults to the trainable network (training's own validation)."""
+        net = model if model is not None else self.model
+        assert net is not None
+        net.eval()
         order = np.argsort([len(x) for x in ids], kind="stable")
         out = np.empty(len(ids), dtype=np.float64)
         use_bf16 = device.type == "cuda"
@@ -288,14 +295,30 @@ class EncoderChurnModel:
             input_ids, mask = self._collate([ids[i] for i in idx], device)
             num = torch.as_tensor(numeric[idx], device=device) if numeric is not None else None
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                out[idx] = self.model(input_ids, mask, num).float().cpu().numpy()
+                out[idx] = net(input_ids, mask, num).float().cpu().numpy()
         return out
+
+    def scoring_model(self) -> ChurnClassifier:
+        """The network that scores after training: a copy with the adapters folded into the
+        base weights. The served model is loaded merged (``load``), so scoring the validation,
+        stacking and test rows with the merged copy scores the function that is served, and a
+        LoRA layer then costs one matmul instead of three. The trainable original stays for
+        ``save`` and checkpoints. A model loaded merged is its own scoring model."""
+        assert self.model is not None, "fit or load first"
+        if not hasattr(self.model.backbone, "merge_and_unload"):
+            return self.model
+        if self._merged is None:
+            merged = copy.deepcopy(self.model)
+            merged.backbone = merged.backbone.merge_and_unload()
+            self._merged = merged.eval()
+        return self._merged
 
     def predict_logits(self, texts: Sequence[str], batch_size: int | None = None,
                        numeric: np.ndarray | None = None) -> np.ndarray:
         device = next(self.model.parameters()).device  # type: ignore[union-attr]
         return self._logits(self._encode(texts), device, batch_size or self.score_batch_size,
-                            numeric=self._numeric(numeric, len(texts)))
+                            numeric=self._numeric(numeric, len(texts)),
+                            model=self.scoring_model())
 
     # ---- persistence --------------------------------------------------------------------------
     def save(self, directory: Path) -> None:

@@ -57,6 +57,26 @@ def test_save_reload_scores_identically(parts, trained, tmp_path):
     assert adapter < 10 * 2**20  # the adapter is a few MB, not a copy of the encoder
 
 
+def test_scoring_uses_a_merged_copy_and_keeps_the_trainable_model(parts, trained, tmp_path):
+    """Evaluation scores with the adapters folded in (the function that is served, cheaper per
+    layer): the same logits as the trained network to float rounding, while the network itself
+    keeps its adapters, so saving after scoring still writes them."""
+    import torch
+
+    _, p = parts
+    texts = p["test"]["text"].tolist()[:64]
+    unmerged = trained._logits(trained._encode(texts), torch.device("cpu"))
+    np.testing.assert_allclose(trained.predict_logits(texts), unmerged, rtol=0, atol=1e-5)
+    scorer = trained.scoring_model()
+    assert scorer is not trained.model and scorer is trained.scoring_model()
+    assert not any("lora_" in name for name, _ in scorer.named_parameters())
+    assert any("lora_" in name for name, _ in trained.model.named_parameters())
+    trained.save(tmp_path / "after")
+    again = EncoderChurnModel.load(tmp_path / "after", device="cpu")
+    assert again.scoring_model() is again.model  # loaded merged: nothing left to fold
+    np.testing.assert_allclose(again.predict_logits(texts), unmerged, rtol=0, atol=1e-5)
+
+
 def test_new_complaint_raises_risk(parts, trained):
     """Directional: the same customers, plus one fresh angry ticket, look riskier on average."""
     from finetune.encoders import load_tokenizer
