@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import resource
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -74,10 +76,20 @@ def said(reasons, drivers, lang: str) -> list[bool]:
     return [not coverage_problems(draft, {d.sid: d.text(lang)}) for d in drivers]
 
 
+def problem_kind(problem: str) -> str:
+    """A check's message without the item and the numbers it names, so failures can be counted
+    by kind ("reason 2: the number 80 is not in its evidence" -> "the number N is not in its
+    evidence")."""
+    text = re.sub(r"^(reason|action)\s*\d+\s*:?\s*", r"\1 ", problem.strip())
+    text = re.sub(r"'[^']*'|\"[^\"]*\"", "'...'", text)
+    return re.sub(r"\d+(\.\d+)?", "N", text)[:120]
+
+
 def explain_lang(helper: Assistant, events: pd.DataFrame, picked: list[str], cutoff: str,
                  lang: str, usage: Usage) -> dict:
     first_s, full_s, cached_s = [], [], []
     fallbacks = failing = 0
+    why: Counter[str] = Counter()  # the checks the last draft failed, by kind, when it fell back
     top1_llm, top1_shown, top3_llm, top3_shown, added = [], [], [], [], 0
     calls_before = len(usage.prompt)
     llm_seconds = 0.0
@@ -96,6 +108,7 @@ def explain_lang(helper: Assistant, events: pd.DataFrame, picked: list[str], cut
         cached_s.append(time.perf_counter() - t)
         assert hit == x
         fallbacks += x.fallback
+        why.update(problem_kind(p) for p in (x.fallback_reason or "").split("; ") if p)
         failing += bool(check_explanation(x, helper.playbook, ctx.scored.facts))
         added += bool(x.added)
         wanted = top(ctx.drivers, 3)
@@ -109,12 +122,14 @@ def explain_lang(helper: Assistant, events: pd.DataFrame, picked: list[str], cut
             top3_shown += shown_said
         print(json.dumps({"customer_id": cid, "lang": lang, "first_s": round(first_s[-1], 3),
                           "full_s": round(full_s[-1], 1), "fallback": x.fallback,
-                          "added": x.added, "reasons": [r.text for r in x.reasons]},
+                          "added": x.added, "reasons": [r.text for r in x.reasons],
+                          "fallback_reason": x.fallback_reason, "dropped": x.dropped},
                          ensure_ascii=False), file=sys.stderr, flush=True)
     prompt, completion = usage.prompt[calls_before:], usage.completion[calls_before:]
     mean = (lambda xs: float(np.mean(xs)) if xs else None)
     return {
         "n": len(picked), "fallback_rate": fallbacks / len(picked),
+        "fallback_problems": dict(why.most_common()),
         "shown_failing_checks": failing,
         "top1_coverage_llm": mean(top1_llm), "top3_coverage_llm": mean(top3_llm),
         "top1_coverage_shown": mean(top1_shown), "top3_coverage_shown": mean(top3_shown),
