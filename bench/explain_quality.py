@@ -76,12 +76,20 @@ def said(reasons, drivers, lang: str) -> list[bool]:
     return [not coverage_problems(draft, {d.sid: d.text(lang)}) for d in drivers]
 
 
+def split_problems(joined: str) -> list[str]:
+    """The checks' messages back out of ``fallback_reason`` (joined with "; "), where a message
+    may itself hold "; " ("... more than 2 sentences; write one or two short ones")."""
+    parts = re.split(r"; (?=(?:reason|action) \d|no reason mentions|there are no reasons)", joined)
+    return [p for p in parts if p.strip()]
+
+
 def problem_kind(problem: str) -> str:
     """A check's message without the item and the numbers it names, so failures can be counted
     by kind ("reason 2: the number 80 is not in its evidence" -> "the number N is not in its
     evidence")."""
     text = re.sub(r"^(reason|action)\s*\d+\s*:?\s*", r"\1 ", problem.strip())
-    text = re.sub(r"'[^']*'|\"[^\"]*\"", "'...'", text)
+    text = re.sub(r"'[^']*'|\"[^\"]*\"|\s*\([^)]*\)", lambda m: "'...'" if m.group(0).strip()
+                  .startswith(("'", '"')) else "", text)
     return re.sub(r"\d+(\.\d+)?", "N", text)[:120]
 
 
@@ -108,7 +116,7 @@ def explain_lang(helper: Assistant, events: pd.DataFrame, picked: list[str], cut
         cached_s.append(time.perf_counter() - t)
         assert hit == x
         fallbacks += x.fallback
-        why.update(problem_kind(p) for p in (x.fallback_reason or "").split("; ") if p)
+        why.update(problem_kind(p) for p in split_problems(x.fallback_reason or ""))
         failing += bool(check_explanation(x, helper.playbook, ctx.scored.facts))
         added += bool(x.added)
         wanted = top(ctx.drivers, 3)
