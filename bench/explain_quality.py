@@ -84,12 +84,11 @@ def split_problems(joined: str) -> list[str]:
 
 
 def problem_kind(problem: str) -> str:
-    """A check's message without the item and the numbers it names, so failures can be counted
-    by kind ("reason 2: the number 80 is not in its evidence" -> "the number N is not in its
-    evidence")."""
+    """A check's message without the item, the quoted or bracketed text and the numbers it
+    names, so failures can be counted by kind ("reason 2 has number(s) 80 that are not in its
+    cited evidence" -> "reason has number N that are not in its cited evidence")."""
     text = re.sub(r"^(reason|action)\s*\d+\s*:?\s*", r"\1 ", problem.strip())
-    text = re.sub(r"'[^']*'|\"[^\"]*\"|\s*\([^)]*\)", lambda m: "'...'" if m.group(0).strip()
-                  .startswith(("'", '"')) else "", text)
+    text = re.sub(r"'[^']*'|\"[^\"]*\"", "'...'", re.sub(r"\s*\([^)]*\)", "", text))
     return re.sub(r"\d+(\.\d+)?", "N", text)[:120]
 
 

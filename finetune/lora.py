@@ -132,7 +132,7 @@ class EncoderChurnModel:
     history: list[dict] = field(default_factory=list)
     scaler: NumericScaler | None = None
     score_batch_size: int = 64  # bulk scoring raises it on a GPU
-    # The adapters folded into a copy after training (``scorer``); None until first asked.
+    # The adapters folded into a copy after training (``scoring_model``); None until asked.
     _merged: ChurnClassifier | None = field(default=None, repr=False, compare=False)
 
     def _numeric(self, numeric: np.ndarray | None, n: int) -> np.ndarray | None:
