@@ -143,7 +143,8 @@ def runtime_problem(model_path: str, timeout_s: float = 120.0) -> str | None:
     if run.returncode < 0:
         return f"llama.cpp died with signal {-run.returncode} loading {model_path}"
     tail = (run.stderr.strip().splitlines() or ["no message"])[-1]
-    return f"llama.cpp cannot run {model_path}: {tail}"
+    return (f"cannot load {model_path} in llama.cpp (a broken or truncated file? delete it and "
+            f"run setup again): {tail}")
 
 
 class ChatLlamaCppJSON(BaseChatModel):

@@ -41,7 +41,8 @@ def test_a_runtime_that_answers_has_no_problem_and_is_probed_once(probe, tmp_pat
 
 def test_any_other_failure_gives_its_last_line(probe, tmp_path):
     probe("raise SystemExit('ValueError: failed to load model')\n")
-    assert llm.runtime_problem(str(tmp_path / "m.gguf")).endswith("failed to load model")
+    problem = llm.runtime_problem(str(tmp_path / "m.gguf"))
+    assert problem.startswith("cannot load") and problem.endswith("failed to load model")
 
 
 def test_the_chat_model_raises_unavailable_instead_of_loading_a_dying_runtime(
