@@ -55,7 +55,7 @@ def main() -> None:
     ap.add_argument("--customers", type=int, default=100_000)
     ap.add_argument("--data", type=Path, default=Path("/tmp/retention_bench"))
     ap.add_argument("--chunk-customers", type=int, default=2000)
-    ap.add_argument("--precision", default="int8")
+    ap.add_argument("--precision", default="fp32", choices=("fp32", "int8"))
     args = ap.parse_args()
 
     args.data.mkdir(parents=True, exist_ok=True)
