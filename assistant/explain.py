@@ -157,9 +157,11 @@ class Assistant:
         prompt = messages(ctx.customer_id, scored.probability, scored.band,
                           scored.cutoff.date().isoformat(), ctx.evidence, candidates, ctx.lang)
         required = {d.sid: wording.reason(d, ctx.lang) for d in ctx.required}
+        spare = wording.draft(scored, ctx.drivers, self.playbook, ctx.lang,
+                              ranked=candidates).actions
         gen = generate(self.llm, prompt, by_id, ctx.customer_id, self.playbook, scored.facts,
                        ctx.lang, {a.id for a in candidates}, required=required,
-                       band=scored.band)
+                       band=scored.band, spare_actions=spare)
         if gen.draft is None:
             reason = "; ".join(gen.problems)[:500]
             log.info("draft for %s failed its checks twice: %s", mask(ctx.customer_id), reason)

@@ -19,10 +19,20 @@ from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from pydantic import ValidationError
 
-from assistant.checks import COVERAGE, EVIDENCE_ID, SENTENCE_END, check_draft, numbers
+from assistant.checks import (
+    COVERAGE,
+    EVIDENCE_ID,
+    MAX_SENTENCES,
+    QUOTED,
+    SENTENCE_BREAK,
+    SENTENCE_END,
+    check_draft,
+    coverage_problems,
+    numbers,
+)
 from assistant.llm import structured
 from assistant.playbook import Action, Playbook
-from assistant.schema import MAX_CITED, Draft, DraftReason, Evidence
+from assistant.schema import MAX_CITED, Draft, DraftAction, DraftReason, Evidence
 
 JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
 RETRY_TEMPERATURE = 0.7
@@ -102,6 +112,21 @@ def strip_ids(text: str) -> str:
     return re.sub(r"\s{2,}", " ", EVIDENCE_ID.sub("", text)).replace(" .", ".").strip()
 
 
+def first_sentences(text: str, n: int = MAX_SENTENCES) -> str:
+    """The first ``n`` sentences: a small model often adds a third that restates the first
+    (most Chinese drafts that fell back did). Cutting it can remove claims, never add one, and
+    the checks run on what is left. Breaks inside quoted customer text do not count."""
+    masked = QUOTED.sub(lambda m: " " * len(m.group(0)), text)
+    breaks = [m.end() for m in SENTENCE_BREAK.finditer(masked)]
+    return text[:breaks[n - 1]].strip() if len(breaks) >= n else text
+
+
+def repair(text: str) -> str:
+    """What is mended before the checks, not rejected: evidence ids in the prose, a sentence
+    cut off by the length limit, sentences beyond the second."""
+    return trim_to_sentence(first_sentences(strip_ids(text)))
+
+
 def complete_citations(draft: Draft, evidence: dict[str, Evidence], customer_id: str) -> Draft:
     """A reason quoting a number from another of this customer's evidence items cites it too.
 
@@ -121,26 +146,33 @@ def complete_citations(draft: Draft, evidence: dict[str, Evidence], customer_id:
     return draft
 
 
-def prune(draft: Draft, problems: list[str]) -> Draft | None:
+def prune(draft: Draft, problems: list[str], spare: list[DraftAction] | None = None
+          ) -> Draft | None:
     """The draft without the reasons and actions that failed a check, if something useful is
-    left (a reason and an action): every remaining item passed, and the output lists the
-    problems of what was dropped, so nothing unchecked is shown and nothing is hidden.
-    A missing driver is not the draft's fault as a whole: ``cover`` adds its reason."""
+    left: every remaining item passed, and the output lists the problems of what was dropped,
+    so nothing unchecked is shown and nothing is hidden. A missing driver is not the draft's
+    fault as a whole: ``cover`` adds its reason; when every action failed, the ``spare``
+    actions (the deterministic wording's, checked like the rest) stand in for them, as long as
+    one of the model's reasons passed."""
     bad = {m.group(0) for p in problems if (m := ITEM.match(p))}
     if any(not ITEM.match(p) and not p.startswith(COVERAGE) for p in problems):
         return None  # a problem with the draft as a whole
     reasons = [r for i, r in enumerate(draft.reasons, 1) if f"reason {i}" not in bad]
     actions = [a for i, a in enumerate(draft.actions, 1) if f"action {i}" not in bad]
+    if not reasons and not actions:
+        return None  # nothing the model wrote passed: that is a fallback, not an LLM answer
+    if not actions:
+        actions = [a.model_copy(deep=True) for a in spare or []]
     if not actions:
         return None
     return Draft(reasons=reasons, actions=actions)
 
 
 def cover(draft: Draft, required: dict[str, DraftReason], limit: int = 3) -> tuple[Draft, list[str]]:
-    """The draft with the deterministic reason of each required driver it does not cite, put
-    first (strongest driver first), keeping as many of the model's reasons as fit."""
-    cited = {eid for r in draft.reasons for eid in r.evidence}
-    missing = [sid for sid in required if sid not in cited]
+    """The draft with the deterministic reason of each required driver it does not say, put
+    first (strongest driver first), keeping as many of the model's reasons as fit. "Say" is the
+    coverage check's: a reason that cites the driver but not its figures does not say it."""
+    missing = [sid for sid, r in required.items() if coverage_problems(draft, {sid: r.text})]
     if not missing:
         return draft, []
     added = [required[sid].model_copy(deep=True) for sid in missing]
@@ -151,10 +183,11 @@ def cover(draft: Draft, required: dict[str, DraftReason], limit: int = 3) -> tup
 def generate(model: BaseChatModel, prompt: list[BaseMessage], evidence: dict[str, Evidence],
              customer_id: str, playbook: Playbook, facts: dict[str, float], lang: str,
              candidates: set[str], max_attempts: int = 2,
-             required: dict[str, DraftReason] | None = None, band: str | None = None
-             ) -> Generation:
+             required: dict[str, DraftReason] | None = None, band: str | None = None,
+             spare_actions: list[DraftAction] | None = None) -> Generation:
     """``required``: the top drivers a reason must cite, with the deterministic reason added
-    for any the last attempt still leaves out; ``band``: claims about the risk must agree."""
+    for any the last attempt still leaves out; ``band``: claims about the risk must agree;
+    ``spare_actions``: shown when every action of the last attempt failed its checks."""
     runnable = structured(model, Draft.model_json_schema())
     history = list(prompt)
     out = Generation(draft=None, attempts=0)
@@ -175,9 +208,9 @@ def generate(model: BaseChatModel, prompt: list[BaseMessage], evidence: dict[str
         draft, error = parse_draft(text)
         if draft is not None:
             for reason in draft.reasons:
-                reason.text = trim_to_sentence(strip_ids(reason.text))
+                reason.text = repair(reason.text)
             for action in draft.actions:
-                action.why = trim_to_sentence(strip_ids(action.why))
+                action.why = repair(action.why)
             draft = complete_citations(draft, evidence, customer_id)
         problems = [error] if error else check(draft)  # type: ignore[arg-type]
         out.problems = problems
@@ -185,7 +218,7 @@ def generate(model: BaseChatModel, prompt: list[BaseMessage], evidence: dict[str
             out.draft = draft
             return out
         if attempt == max_attempts - 1 and draft is not None:
-            pruned = prune(draft, problems)
+            pruned = prune(draft, problems, spare_actions)
             if pruned is not None:
                 covered, added = cover(pruned, required)
                 if not check(covered):

@@ -8,7 +8,8 @@ Prints one JSON object:
   log-odds), each with a removed fact leaving the text only and with its aggregates also reset
   to the medians of every customer scored (``reference``).
 - explanations (with --explain M): per language, M customers explained with the chosen backend:
-  fallback rate; top-1 and top-3 driver coverage (of the model's own reasons, and as shown, after
+  fallback rate; the share where at least one reason the LLM wrote is shown; top-1 and top-3
+  driver coverage (of the model's own reasons, and as shown, after
   the deterministic reason of a missed driver is added); time to the first reason (score,
   attributions, drivers and the deterministic wording: what the stream sends first), time to
   the full LLM explanation, p50/p95; prompt and completion tokens and tokens per second (local
@@ -97,7 +98,7 @@ def explain_lang(helper: Assistant, events: pd.DataFrame, picked: list[str], cut
     first_s, full_s, cached_s = [], [], []
     fallbacks = failing = 0
     why: Counter[str] = Counter()  # the checks the last draft failed, by kind, when it fell back
-    top1_llm, top1_shown, top3_llm, top3_shown, added = [], [], [], [], 0
+    top1_llm, top1_shown, top3_llm, top3_shown, added, own_shown = [], [], [], [], 0, 0
     calls_before = len(usage.prompt)
     llm_seconds = 0.0
     for cid in picked:
@@ -118,10 +119,10 @@ def explain_lang(helper: Assistant, events: pd.DataFrame, picked: list[str], cut
         why.update(problem_kind(p) for p in split_problems(x.fallback_reason or ""))
         failing += bool(check_explanation(x, helper.playbook, ctx.scored.facts))
         added += bool(x.added)
+        own = [] if x.fallback else [r for r in x.reasons if not set(r.evidence) & set(x.added)]
+        own_shown += bool(own)
         wanted = top(ctx.drivers, 3)
         if wanted:
-            own = [] if x.fallback else [r for r in x.reasons
-                                         if not set(r.evidence) & set(x.added)]
             llm_said, shown_said = said(own, wanted, lang), said(x.reasons, wanted, lang)
             top1_llm.append(llm_said[0])
             top1_shown.append(shown_said[0])
@@ -141,6 +142,9 @@ def explain_lang(helper: Assistant, events: pd.DataFrame, picked: list[str], cut
         "top1_coverage_llm": mean(top1_llm), "top3_coverage_llm": mean(top3_llm),
         "top1_coverage_shown": mean(top1_shown), "top3_coverage_shown": mean(top3_shown),
         "explanations_with_an_added_reason": added,
+        # Not a fallback, yet every reason shown may be a deterministic one put in by ``cover``:
+        # this is the share where the agent reads at least one reason the LLM wrote.
+        "llm_reason_shown_rate": own_shown / len(picked),
         "first_reason_p50_s": pct(first_s, 50), "first_reason_p95_s": pct(first_s, 95),
         "full_p50_s": pct(full_s, 50), "full_p95_s": pct(full_s, 95),
         "cached_p50_ms": 1000 * pct(cached_s, 50), "cached_share_under_200ms":

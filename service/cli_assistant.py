@@ -68,11 +68,15 @@ def render(x: Explanation) -> None:
     for a in x.actions:
         lines.append(f" - [bold]{a.playbook_id}[/] ({a.channel}, {a.cost} cost): {a.text}")
         lines.append(f"   [dim]{a.why}[/]")
-    note = f"written by {x.backend}"
+    note = ("worded from the customer's records" if x.backend == "none" or x.fallback
+            else f"worded by the LLM ({x.backend}), checked against the records")
     if x.fallback:
-        note += f" (LLM draft failed its checks: {x.fallback_reason})"
-    elif x.dropped:
-        note += f" ({len(x.dropped)} LLM item(s) removed by the checks)"
+        note += f" (the LLM's draft failed its checks: {x.fallback_reason})"
+    else:
+        parts = [f"{len(x.dropped)} LLM item(s) removed by the checks"] if x.dropped else []
+        parts += [f"{len(x.added)} reason(s) from the records for a driver the LLM left out"
+                  ] if x.added else []
+        note += f" ({'; '.join(parts)})" if parts else ""
     out.print(Panel("\n".join(lines), title=f"customer {x.customer_id}", subtitle=note,
                     expand=False), highlight=False)
 

@@ -6,7 +6,10 @@ const T = {
        question: "e.g. What did they complain about?", send: "Ask", pick: "Pick a customer.",
        scoring: "Scoring…", explaining: "Explaining…", events: "events", up: " ▲ up from ", down: " ▼ down from ",
        as_of: "as of", model: "model", trend: "trend", cost: "cost", done: "done", recorded: "recorded ✓",
-       randomised: "randomised for the experiment · ", written: "written by", failed: " (LLM draft failed its checks)",
+       randomised: "randomised for the experiment · ", records: "Worded from the customer's records (no LLM)",
+       by_llm: "Worded by the LLM ({b}) and checked against the records",
+       added: "{n} reason(s) from the records: the LLM left a top driver out",
+       failed: "Worded from the customer's records: the LLM's draft failed its checks",
        following: "The LLM's wording follows…", kept: "kept: ", cached: "cached",
        low: "low", medium: "medium", high: "high", kinds: {},
        retracted: "The answer failed its checks and was replaced by the records."},
@@ -15,7 +18,9 @@ const T = {
        question: "例如：他们投诉了什么？", send: "提问", pick: "请选择一位客户。",
        scoring: "评分中…", explaining: "解释中…", events: "条事件", up: " ▲ 高于之前的 ", down: " ▼ 低于之前的 ",
        as_of: "截至", model: "模型", trend: "趋势", cost: "成本", done: "已完成", recorded: "已记录 ✓",
-       randomised: "实验随机分配 · ", written: "撰写：", failed: "（LLM 草稿未通过检查）",
+       randomised: "实验随机分配 · ", records: "根据客户记录撰写（未使用 LLM）",
+       by_llm: "由 LLM（{b}）撰写，并已与记录核对", failed: "根据客户记录撰写：LLM 草稿未通过检查",
+       added: "其中 {n} 条原因取自记录：LLM 遗漏了主要因素",
        following: "LLM 措辞生成中…", kept: "保留确定性措辞：", cached: "缓存",
        low: "低", medium: "中", high: "高",
        kinds: {order: "下单", return: "退货", review: "评价", ticket: "客服工单", visit: "访问",
@@ -77,11 +82,16 @@ async function search() {
 }
 $("q").addEventListener("input", search);
 
+// Who wrote the words, in plain language: the backend's name only where an LLM wrote them.
+const writer = (x) => x.fallback ? t("failed") : x.backend === "none" ? t("records") :
+  t("by_llm").replace("{b}", x.backend) +
+  ((x.added || []).length ? " · " + t("added").replace("{n}", x.added.length) : "");
+
 function render(x, stage, note) {
   const ev = Object.fromEntries(x.evidence.map(e => [e.id, e]));
   const marks = (ids) => ids.flatMap(i => [i, ...((ev[i] && ev[i].events) || [])]);
   const by = stage === "deterministic" ? `<div class="cite pending" id="pending">${esc(t("following"))}</div>` :
-    `<div class="cite" id="writer">${esc(t("written"))} ${esc(x.backend)}${x.fallback ? esc(t("failed")) : ""}${note ? " · " + esc(note) : ""}</div>`;
+    `<div class="cite" id="writer">${esc(writer(x))}${note ? " · " + esc(note) : ""}</div>`;
   $("explain").dataset.stage = stage;
   const bare = (s) => String(s).replace(/[.。]\s*$/, "").toLowerCase();
   const cites = (r) => r.evidence.filter(i => ev[i] && bare(ev[i].text) !== bare(r.text))

@@ -198,6 +198,19 @@ def test_the_retry_is_told_and_a_second_omission_gets_the_deterministic_reason()
     assert gen.draft is not None and gen.added == [] and gen.attempts == 2
 
 
+def test_a_driver_cited_but_not_said_gets_its_deterministic_reason_too():
+    # Demo customer C01982 in Chinese: the retry cited the top driver without its figures, and
+    # the whole draft fell back because the repair only looked at the citations.
+    vague = _reply([("High risk due to their recency and returns.",
+                     ["fact:recency", "event:e1"])],
+                   [("apology_replacement", "It answers the recent return.")])
+    gen = _run_covering(ScriptedChat([vague, vague]))
+    assert gen.draft is not None and gen.added == ["fact:recency"]
+    assert gen.draft.reasons[0].text == REQUIRED["fact:recency"]
+    assert check_draft(gen.draft, EVIDENCE, CID, PLAYBOOK, FACTS, "en", required=REQUIRED,
+                       band="high") == []
+
+
 @pytest.mark.parametrize("text,band", [
     ("The customer is low risk.", "high"), ("They are not at risk at all.", "high"),
     ("Unlikely to churn soon.", "high"), ("They are likely to leave soon.", "low"),
@@ -259,3 +272,54 @@ def test_a_customer_id_enters_the_prompt_only_as_quoted_data():
 def test_a_reason_that_only_restates_the_score_fails():
     found = problems(draft([("The churn probability is 81%, which is high.", ["score:risk"])]))
     assert any("only restates the score" in p for p in found), found
+
+
+def test_sentences_beyond_the_second_are_cut_before_the_checks():
+    from assistant.generate import first_sentences
+
+    assert first_sentences("Overdue. They used to buy. Now they do not.") == \
+        "Overdue. They used to buy."
+    assert first_sentences("逾期未购买。他们以前常买。现在不买了。") == "逾期未购买。他们以前常买。"
+    # A full stop inside the customer's quoted words does not end the writer's sentence.
+    quoted = 'They wrote "broken. again. never." and returned it. It cost 12.50.'
+    assert first_sentences(quoted) == quoted
+    three = _reply([("No order for 120 days. They usually buy every 30 days. That is overdue.",
+                     ["fact:recency"])], [("winback_email", "Away a while. Worth a try. Now.")])
+    gen = _run(ScriptedChat([three]))
+    assert gen.draft is not None and gen.attempts == 1
+    assert gen.draft.reasons[0].text == "No order for 120 days. They usually buy every 30 days."
+    assert gen.draft.actions[0].why == "Away a while. Worth a try."
+    assert problems(gen.draft) == []
+
+
+def test_when_every_action_fails_the_spare_actions_stand_in_and_good_reasons_stay():
+    from assistant.schema import DraftAction
+
+    bad_actions = _reply([("No order for 120 days.", ["fact:recency"])],
+                         [("refund_everything", "Because.")])
+    spare = [DraftAction(id="winback_email", why="It answers the long gap since the last order.")]
+    prompt = messages(CID, 0.81, "high", "2011-09-11", list(EVIDENCE.values())[:3],
+                      PLAYBOOK.eligible(FACTS), "en")
+    gen = generate(ScriptedChat([bad_actions, bad_actions]), prompt, EVIDENCE, CID, PLAYBOOK,
+                   FACTS, "en", {a.id for a in PLAYBOOK.eligible(FACTS)}, spare_actions=spare)
+    assert gen.draft is not None and gen.attempts == 2
+    assert [r.text for r in gen.draft.reasons] == ["No order for 120 days."]
+    assert [(a.id, a.why) for a in gen.draft.actions] == [(spare[0].id, spare[0].why)]
+    assert any("refund_everything" in p for p in gen.dropped)
+    assert problems(gen.draft) == []
+    # Without spare actions the same drafts fall back, as before.
+    gen = _run(ScriptedChat([bad_actions, bad_actions]))
+    assert gen.draft is None
+
+
+def test_a_draft_with_nothing_of_its_own_left_is_a_fallback():
+    from assistant.schema import DraftAction
+
+    nothing = _reply([("Spent 5,000 last year.", ["fact:recency"])],
+                     [("refund_everything", "Because.")])
+    spare = [DraftAction(id="winback_email", why="It answers the long gap since the last order.")]
+    prompt = messages(CID, 0.81, "high", "2011-09-11", list(EVIDENCE.values())[:3],
+                      PLAYBOOK.eligible(FACTS), "en")
+    gen = generate(ScriptedChat([nothing, nothing]), prompt, EVIDENCE, CID, PLAYBOOK, FACTS,
+                   "en", {a.id for a in PLAYBOOK.eligible(FACTS)}, spare_actions=spare)
+    assert gen.draft is None and gen.attempts == 2

@@ -184,7 +184,8 @@ def test_deterministic_reasons_come_first_then_the_llms_replace_them(served_llm)
         assert "The LLM notes" not in first
         page.screenshot(path=str(SHOTS / "explain_deterministic.png"), full_page=True)
         expect(page.locator("#explain[data-stage=final]")).to_be_visible(timeout=60_000)
-        expect(page.locator("#writer")).to_contain_text("scripted")
+        expect(page.locator("#writer")).to_have_text(
+            "Worded by the LLM (scripted) and checked against the records")
         expect(page.locator("#explain li.reason").first).to_contain_text("The LLM notes")
         page.screenshot(path=str(SHOTS / "explain_llm.png"), full_page=True)
         # The agent's language: every label in Chinese.

@@ -35,6 +35,8 @@ def test_report_files_and_resume_after_a_crash(tmp_path, setup, monkeypatch):
     html = straight["html"].read_text()
     assert "Customers most at risk" in html and "cumulative lift" in html  # outcomes known
     assert "<script" not in html  # self-contained, no scripts
+    assert "Worded from the customer&#39;s records (no LLM)" in html or \
+        "Worded from the customer's records (no LLM)" in html  # who wrote it, in plain words
 
     calls = {"n": 0}
     real = reports.score_chunk
@@ -106,7 +108,7 @@ def test_a_chinese_report_has_chinese_labels_and_reasons(tmp_path, setup):
                                                                      lang="zh"))
     html = paths["html"].read_text()
     for label in ("客户流失风险报告", "风险分布", "最常见的原因", "客户分群", "风险最高的客户",
-                  "哪些措施有效"):
+                  "哪些措施有效", "根据客户记录撰写（未使用 LLM）"):
         assert label in html, label
     headings = re.findall(r"<h[12]>(.*?)</h[12]>", html)
     assert headings and all(re.search(r"[\u4e00-\u9fff]", h) for h in headings), headings
