@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from assistant.scoring import ScoredCustomer, Scorer
+from finetune.btyd import BTYD_COLUMNS
 from finetune.features import FEATURE_COLUMNS
 from finetune.serialize import EVENT_FEATURES, FACT_FEATURES
 
@@ -76,8 +77,8 @@ def _booster(trees) -> object:
 def tree_contributions(trees, features: pd.DataFrame) -> pd.DataFrame:
     """TreeSHAP in the trees' margin, one column per feature plus ``bias``; rows sum to the
     margin whose sigmoid is the trees' probability."""
-    cols = list(trees.columns)
-    contrib = _booster(trees).predict(features[cols], pred_contrib=True)  # type: ignore[attr-defined]
+    cols = list(trees.used_columns)
+    contrib = _booster(trees).predict(trees.design(features), pred_contrib=True)  # type: ignore[attr-defined]
     return pd.DataFrame(np.asarray(contrib), columns=[*cols, "bias"], index=features.index)
 
 
@@ -94,11 +95,19 @@ def feature_logodds(stack, features: pd.DataFrame) -> tuple[pd.DataFrame, np.nda
         if name not in weights:
             continue
         contrib = explain(stack.bases[name])
+        for col in BTYD_COLUMNS:  # BG/NBD's outputs, when a base reads them, state recency
+            if col in contrib.columns:
+                contrib[BTYD_CREDIT] += contrib.pop(col)
         w = weights[name]
         total += w * contrib.sum(axis=1).to_numpy()
         cols = [c for c in contrib.columns if c != "bias"]
         per[cols] = per[cols].to_numpy() + w * contrib[cols].to_numpy()
     return per, total
+
+
+# P(alive) and P(no purchase) are the formal "overdue for their usual gap": credited to the
+# recency feature, whose fact says "last order N days ago, usually every M days".
+BTYD_CREDIT = "recency_days"
 
 
 def _credit(segments, shap: pd.Series) -> np.ndarray:

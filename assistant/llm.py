@@ -131,7 +131,8 @@ def runtime_problem(model_path: str, timeout_s: float = 120.0) -> str | None:
     the process with no message. One token in a child process first turns that into a clear
     ``LLMUnavailable`` (the explanation keeps its deterministic wording), once per process."""
     try:
-        run = subprocess.run([sys.executable, "-c", _PROBE, model_path], capture_output=True,
+        run = subprocess.run([sys.executable, "-c", _PROBE, model_path], check=False,
+                             capture_output=True,
                              text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired:
         return f"llama.cpp did not answer one token in {timeout_s:.0f} s"

@@ -4,7 +4,8 @@ For each rolling origin, the same snapshots and training window as ``retention e
 (``finetune.evaluate.prepare``): BG/NBD is fitted without labels on the fit snapshots, and its
 P(alive) and P(no purchase in the horizon) are added as two columns to every split. LightGBM and
 logistic regression are then fitted with and without them, tuned on validation as usual.
-Nothing here touches the served model: it measures whether wiring the features in is worth it.
+Both variants are forced (``btyd=False`` / ``True``); ``retention evaluate`` lets each model
+choose on validation. This measures what the choice is between.
 
 Prints one JSON line per origin and a summary: validation and test ROC-AUC of each model with
 the base features and with the BG/NBD features, and BG/NBD alone on test.
@@ -27,36 +28,26 @@ from sklearn.metrics import roc_auc_score
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from finetune.baselines import LightGBMBaseline, LogRegBaseline
-from finetune.btyd import BGNBD, rfm_from_features
+from finetune.btyd import BTYDFeatures
 from finetune.evaluate import EvaluateConfig, origin_events, prepare
-from finetune.features import FEATURE_COLUMNS
 from finetune.labels import ChurnDefinition
 from finetune.loaders import load_events
-
-BTYD_COLUMNS = ("btyd_alive", "btyd_quiet")
-
-
-def with_btyd(model: BGNBD, X: pd.DataFrame, horizon: float) -> pd.DataFrame:
-    x, t_x, T = rfm_from_features(X)
-    return X.assign(btyd_alive=model.p_alive(x, t_x, T),
-                    btyd_quiet=model.p_no_purchase(x, t_x, T, horizon))
 
 
 def one_origin(events: pd.DataFrame, definition: ChurnDefinition, origin: int) -> dict:
     config = EvaluateConfig(definition=definition, models=("lightgbm", "logreg"))
     parts, _ = prepare(origin_events(events, origin), config, lambda _m: None)
-    bg = BGNBD().fit(*rfm_from_features(parts["fit"]))  # no labels: fit rows only
-    fit, val, test = (with_btyd(bg, parts[k], definition.horizon) for k in ("fit", "val", "test"))
+    fit, val, test = parts["fit"], parts["val"], parts["test"]
     row: dict = {"origin": origin, "test_cutoff": str(pd.Timestamp(test["cutoff"].iloc[0]).date())}
-    for tag, cols in (("base", FEATURE_COLUMNS), ("btyd", (*FEATURE_COLUMNS, *BTYD_COLUMNS))):
-        makers = {"lightgbm": lambda c: LightGBMBaseline(horizon=definition.horizon, columns=c),
-                  "logreg": lambda c: LogRegBaseline(columns=c)}
-        for name, make in makers.items():
-            model = make(cols).fit(fit, fit["label"].to_numpy(), val, val["label"].to_numpy())
+    for tag, btyd in (("base", False), ("btyd", True)):  # forced either way: no choice here
+        for name, cls in (("lightgbm", LightGBMBaseline), ("logreg", LogRegBaseline)):
+            model = cls(horizon=float(definition.horizon), btyd=btyd).fit(
+                fit, fit["label"].to_numpy(), val, val["label"].to_numpy())
             for split, frame in (("val", val), ("test", test)):
                 row[f"{name}_{tag}_{split}"] = round(float(
                     roc_auc_score(frame["label"], model.predict_proba(frame))), 4)
-    row["bgnbd_alone_test"] = round(float(roc_auc_score(test["label"], test["btyd_quiet"])), 4)
+    quiet = BTYDFeatures.fit(fit, definition.horizon).add(test)["btyd_quiet"]
+    row["bgnbd_alone_test"] = round(float(roc_auc_score(test["label"], quiet)), 4)
     return row
 
 

@@ -6,7 +6,7 @@ out with probability p ~ Beta(a, b). From a customer's repeat purchases ``x``, t
 last one ``t_x`` and their age ``T`` (both from the first purchase), the model gives the chance
 they are still alive and the chance of no purchase in the next ``h`` days, which is exactly the
 project's inactivity churn label. It needs no labels and no tuning: the anchor any learned model
-must beat, and (not yet wired) features a learned model may use.
+must beat, and (``BTYDFeatures``) two features a learned model may use.
 
 Why written here rather than imported: ``lifetimes`` is archived (its README sends users to
 PyMC-Marketing), and PyMC-Marketing brings PyMC and a PyTensor compiler for what is a
@@ -110,6 +110,43 @@ class BGNBD:
         return (1.0 - alive) + alive * quiet
 
 
+# BG/NBD's outputs as two features for the learned models: P(alive) and P(no purchase in the
+# horizon). ``btyd_quiet`` is the bgnbd baseline's own prediction.
+BTYD_COLUMNS: tuple[str, ...] = ("btyd_alive", "btyd_quiet")
+RFM_COLUMNS: tuple[str, ...] = ("frequency", "recency_days", "gap_mean")
+
+
+@dataclass
+class BTYDFeatures:
+    """A BG/NBD fitted without labels on the training snapshots, turned into ``BTYD_COLUMNS``.
+
+    Point in time by construction: each row's features come from that row's own aggregates
+    (counted before its cutoff) and parameters fitted on training rows only. Whether a model
+    uses them is chosen on validation (``finetune.baselines``)."""
+
+    params: dict[str, float]
+    horizon: float
+
+    @classmethod
+    def fit(cls, X: pd.DataFrame, horizon: float) -> BTYDFeatures:
+        model = BGNBD().fit(*rfm_from_features(X))
+        return cls({k: model.params_[k] for k in ("r", "alpha", "a", "b")}, float(horizon))
+
+    def add(self, X: pd.DataFrame) -> pd.DataFrame:
+        """``X`` with the two columns (a copy; ``X`` is unchanged)."""
+        model = BGNBD(params_=dict(self.params))
+        x, t_x, T = rfm_from_features(X)
+        return X.assign(btyd_alive=model.p_alive(x, t_x, T),
+                        btyd_quiet=model.p_no_purchase(x, t_x, T, self.horizon))
+
+    def to_dict(self) -> dict:
+        return {**self.params, "horizon": self.horizon}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> BTYDFeatures:
+        return cls({k: float(data[k]) for k in ("r", "alpha", "a", "b")}, float(data["horizon"]))
+
+
 def simulate(n: int, r: float, alpha: float, a: float, b: float, T: float,
              seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Customers drawn from the BG/NBD process, observed for ``T`` days from their first
@@ -131,4 +168,4 @@ def simulate(n: int, r: float, alpha: float, a: float, b: float, T: float,
     return xs, txs, np.full(n, float(T))
 
 
-__all__ = ["BGNBD", "rfm_from_features", "simulate"]
+__all__ = ["BGNBD", "BTYD_COLUMNS", "RFM_COLUMNS", "BTYDFeatures", "rfm_from_features", "simulate"]

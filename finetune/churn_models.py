@@ -19,6 +19,7 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
 from finetune.baselines import BGNBDBaseline, LightGBMBaseline, LinearForm
+from finetune.btyd import BTYDFeatures
 from finetune.calibration import PlattCalibrator, logit
 from finetune.features import FEATURE_COLUMNS
 from finetune.lora import EncoderChurnModel, LoraConfig, Progress
@@ -230,6 +231,9 @@ class StackKind:
             trees = self.bases["lightgbm"]
             booster = getattr(trees.model, "booster_", None) or trees.model.booster  # type: ignore[attr-defined]
             booster.save_model(str(directory / "lightgbm.txt"))
+            if trees.btyd_ is not None:  # type: ignore[attr-defined]
+                (directory / "lightgbm_btyd.json").write_text(
+                    json.dumps(trees.btyd_.to_dict()))  # type: ignore[attr-defined]
         if "logreg" in self.inputs:
             form = self.bases["logreg"].linear()  # type: ignore[attr-defined]
             (directory / "logreg.json").write_text(json.dumps(form.to_dict()))
@@ -251,6 +255,9 @@ class StackKind:
 
             trees = LightGBMBaseline()
             trees.model = _BoosterAdapter(lgb.Booster(model_file=str(directory / "lightgbm.txt")))
+            btyd = directory / "lightgbm_btyd.json"  # the BG/NBD features the trees read
+            if btyd.exists():
+                trees.btyd_ = BTYDFeatures.from_dict(json.loads(btyd.read_text()))
             bases["lightgbm"] = trees
         if "logreg" in inputs:
             bases["logreg"] = LinearForm.from_dict(

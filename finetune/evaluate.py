@@ -47,6 +47,8 @@ class EvaluateConfig:
     train_window: str | int = "auto"
     # None: the served stack's inputs are chosen on validation; a refit passes the choice on.
     served_inputs: tuple[str, ...] | None = None
+    # BG/NBD's outputs as features of LightGBM and logreg: None, each chooses on validation.
+    btyd: bool | None = None
     # Stacking and calibration rows (whole customers, sampled): the encoder scores each of them.
     stack_max_rows: int | None = MAX_STACK_ROWS
     # The same when the encoder scores them (it is the cost): see MAX_ENCODER_STACK_ROWS.
@@ -138,7 +140,8 @@ def fit_models(parts: dict[str, pd.DataFrame], config: EvaluateConfig,
             fitted[name] = EncoderKind(lora, ckpt, progress=config.step_progress).fit(
                 enc_fit, enc_fit["label"].to_numpy(), val, y_val)
         else:
-            fitted[name] = make_baseline(name, config.definition.horizon).fit(fit, y, val, y_val)  # type: ignore[attr-defined]
+            fitted[name] = make_baseline(name, config.definition.horizon, config.btyd).fit(  # type: ignore[attr-defined]
+                fit, y, val, y_val)
     for name in ("encoder", "fused"):
         if name in fitted:
             assert enc_fit is not None

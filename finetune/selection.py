@@ -122,9 +122,9 @@ def stack_data(fitted: dict[str, Any], fit: pd.DataFrame, val: pd.DataFrame,
         if name in UNSUPERVISED:
             chosen[name] = base_logit(name, fitted[name], sel)
         elif purged is not None:
-            model = fitted[name].estimator().fit(
-                fit.loc[purged, list(fitted[name].columns)], y[purged])
-            chosen[name] = logit(model.predict_proba(sel[list(fitted[name].columns)])[:, 1])
+            base = fitted[name]
+            model = base.estimator().fit(base.design(fit.loc[purged]), y[purged])
+            chosen[name] = logit(model.predict_proba(base.design(sel))[:, 1])
         else:
             chosen[name] = base_logit(name, fitted[name], sel)
     info.update(selection_rows=int(rows.sum()), selection_unseen_only=bool(

@@ -71,6 +71,19 @@ TrainWindow = Annotated[str, typer.Option(help=(
     "training cutoffs to learn from: auto (the newest N, chosen on validation), all, or N"))]
 
 
+BtydFeatures = Annotated[str, typer.Option(help=(
+    "BG/NBD's P(alive) and P(no purchase) as features of LightGBM and logistic regression: "
+    "auto (each model chooses on validation), on or off"))]
+
+
+def _btyd(value: str) -> bool | None:
+    value = value.strip().lower()
+    choices = {"auto": None, "on": True, "off": False}
+    if value not in choices:
+        raise ValueError(f"--btyd-features must be auto, on or off, not {value!r}")
+    return choices[value]
+
+
 Served = Annotated[str, typer.Option(help=(
     "the served stack's inputs: auto (chosen on validation) or a comma-separated subset of "
     + ", ".join(STACK_BASES)))]
@@ -204,7 +217,7 @@ def evaluate_cmd(
     epochs: Epochs = 1, max_steps: MaxSteps = None, batch_size: BatchSize = 16, lr: Lr = 1e-3,
     lora_r: LoraR = 8, lora_alpha: LoraAlpha = 16, lora_dropout: LoraDropout = 0.1,
     target_modules: Targets = "query,key,value,dense", encoder_max_examples: MaxExamples = 3000,
-    seed: Seed = 0, train_window: TrainWindow = "auto",
+    seed: Seed = 0, train_window: TrainWindow = "auto", btyd_features: BtydFeatures = "auto",
     origins: Annotated[int, typer.Option(min=1, help=(
         "rolling-origin backtest: this many test cutoffs (data end - horizon, then 30 days "
         "earlier each), each trained only on what came before it; reports the mean and spread"))]
@@ -236,6 +249,7 @@ def evaluate_cmd(
         definition=_definition(kind, horizon, lookback, activity, min_prior), step=step,
         models=names, max_train_cutoffs=max_train_cutoffs, include_text=not no_text,
         encoder_max_examples=encoder_max_examples, train_window=_window(train_window),
+        btyd=_btyd(btyd_features),
         lora=_lora(encoder, max_tokens, epochs, max_steps, batch_size, lr, lora_r, lora_alpha,
                    lora_dropout, target_modules, seed))
     with progress_bar(None, "evaluating") as tracker:
@@ -253,7 +267,7 @@ def train_cmd(
     max_steps: MaxSteps = None, batch_size: BatchSize = 16, lr: Lr = 1e-3, lora_r: LoraR = 8,
     lora_alpha: LoraAlpha = 16, lora_dropout: LoraDropout = 0.1, target_modules: Targets = "query,key,value,dense",
     encoder_max_examples: MaxExamples = 3000, seed: Seed = 0, train_window: TrainWindow = "auto",
-    served: Served = "auto", map_: Maps = None,
+    btyd_features: BtydFeatures = "auto", served: Served = "auto", map_: Maps = None,
     mapping: MappingFile = None, sql_url: SqlUrl = None, query: Query = None,
     drop_invalid: DropInvalid = False,
     refit: Annotated[bool, typer.Option(help="refit the published model on the newest "
@@ -272,7 +286,7 @@ def train_cmd(
         definition=_definition(kind, horizon, lookback, activity, min_prior), step=step,
         max_train_cutoffs=max_train_cutoffs, include_text=not no_text,
         encoder_max_examples=encoder_max_examples, train_window=_window(train_window),
-        served_inputs=served_inputs,
+        served_inputs=served_inputs, btyd=_btyd(btyd_features),
         lora=_lora(encoder, max_tokens, epochs, max_steps, batch_size, lr, lora_r, lora_alpha,
                    lora_dropout, target_modules, seed))
     with progress_bar(None, "training") as tracker:

@@ -11,7 +11,7 @@ import types
 
 import pytest
 
-import assistant.llm as llm
+from assistant import llm
 
 
 @pytest.fixture

@@ -179,3 +179,53 @@ def test_the_encoder_scores_fewer_stacking_rows_than_the_aggregate_models_get():
     assert stack_cap(EvaluateConfig(stack_max_rows=None), encoder=True) == MAX_ENCODER_STACK_ROWS
     unlimited = EvaluateConfig(stack_max_rows=None, encoder_stack_max_rows=None)
     assert stack_cap(unlimited, encoder=True) is None
+
+
+def test_bgnbd_features_are_chosen_on_validation_and_never_see_the_test(parts):
+    """Each learned base fits with and without BG/NBD's two outputs and keeps the one that
+    validates better; the test split cannot change the choice (it is never passed)."""
+    fit, val = parts["fit"], parts["val"]
+    y, y_val = fit["label"].to_numpy(), val["label"].to_numpy()
+    for model in (LightGBMBaseline(horizon=HORIZON), LogRegBaseline(horizon=HORIZON)):
+        model.fit(fit, y, val, y_val)
+        tried = model.params["val_auc_by_features"]
+        assert set(tried) == {"aggregates", "btyd"}
+        winner = "btyd" if model.params["btyd_features"] else "aggregates"
+        assert tried[winner] == max(tried.values()) == model.params["val_auc"]
+        assert (model.btyd_ is not None) == model.params["btyd_features"]
+    off = LogRegBaseline(btyd=False).fit(fit, y, val, y_val)
+    assert off.btyd_ is None and "val_auc_by_features" not in off.params
+    # BG/NBD's parameters come from the fit rows alone, without labels: same rows, same features.
+    a = LogRegBaseline(horizon=HORIZON, btyd=True).fit(fit, y, val, y_val).btyd_
+    b = LogRegBaseline(horizon=HORIZON, btyd=True).fit(fit, 1 - y, val, y_val).btyd_
+    assert a is not None and b is not None and a.params == b.params
+
+
+def test_a_stack_reading_bgnbd_features_saves_loads_and_decomposes_exactly(parts, tmp_path):
+    from assistant.attributions import feature_logodds
+    from finetune.btyd import BTYD_COLUMNS
+    from finetune.calibration import logit
+
+    fit, val, test = parts["fit"], parts["val"], parts["test"]
+    y, y_val = fit["label"].to_numpy(), val["label"].to_numpy()
+    bases = {"lightgbm": LightGBMBaseline(horizon=HORIZON, btyd=True).fit(fit, y, val, y_val),
+             "logreg": LogRegBaseline(horizon=HORIZON, btyd=True).fit(fit, y, val, y_val)}
+    assert all(set(BTYD_COLUMNS) <= set(m.used_columns) for m in bases.values())
+    stack = StackKind(bases=bases, inputs=("lightgbm", "logreg"))
+    z = np.column_stack([logit(bases[n].predict_proba(val)) for n in stack.inputs])
+    stack.fit_design(z, y_val, {"validation": len(val)})
+    stack.save(tmp_path)
+    back = StackKind.load(tmp_path, encoder=None)
+    np.testing.assert_allclose(back.predict_proba(test), stack.predict_proba(test), atol=1e-9)
+    # Attributions: per-feature shares (BG/NBD's credited to recency) rebuild the stack's logit.
+    feats = test.reset_index(drop=True)
+    per, total = feature_logodds(back, feats)
+    assert not set(BTYD_COLUMNS) & set(per.columns)
+    p = back.predict_proba(feats)
+    np.testing.assert_allclose(back.bias + total, np.log(p / (1 - p)), atol=1e-6)
+    plain = StackKind(bases={n: type(m)(horizon=HORIZON, btyd=False).fit(fit, y, val, y_val)
+                             for n, m in bases.items()}, inputs=("lightgbm", "logreg"))
+    plain.fit_design(np.column_stack([logit(plain.bases[n].predict_proba(val))
+                                      for n in plain.inputs]), y_val, {"validation": len(val)})
+    moved = (per["recency_days"] - feature_logodds(plain, feats)[0]["recency_days"]).abs()
+    assert moved.mean() > 1e-3  # the recency fact carries what BG/NBD's outputs add

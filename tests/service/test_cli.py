@@ -64,6 +64,14 @@ def test_evaluate_rolling_origins_table(tmp_path):
     res = runner.invoke(app, ["evaluate", "--events", str(tmp_path / "events.parquet"),
                               "--train-window", "some"])
     assert res.exit_code == 2 and "--train-window" in res.output
+    res = runner.invoke(app, ["evaluate", "--events", str(tmp_path / "events.parquet"),
+                              "--horizon", "60", "--models", "logreg", "--train-window", "all",
+                              "--btyd-features", "off", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["models"]["logreg"]["params"].get("btyd_features") is None
+    res = runner.invoke(app, ["evaluate", "--events", str(tmp_path / "events.parquet"),
+                              "--btyd-features", "maybe"])
+    assert res.exit_code == 2 and "--btyd-features must be auto, on or off" in res.output
 
 
 def test_bad_predictions_path_fails_before_training(tmp_path):
