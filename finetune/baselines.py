@@ -53,8 +53,26 @@ class RecencyBaseline:
         return self.model.predict_proba(self._x(X))[:, 1]
 
 
+class ReadsBTYD:
+    """What a model that may read BG/NBD's outputs shares: the columns it reads and the frame
+    it is given (``columns`` and the fitted ``btyd_`` are the dataclass's fields)."""
+
+    columns: tuple[str, ...]
+    btyd_: BTYDFeatures | None
+
+    @property
+    def used_columns(self) -> tuple[str, ...]:
+        return (*self.columns, *BTYD_COLUMNS) if self.btyd_ is not None else tuple(self.columns)
+
+    def design(self, X: pd.DataFrame) -> pd.DataFrame:
+        """The columns the fitted model reads, BG/NBD's included when it chose them."""
+        if self.btyd_ is not None:
+            X = self.btyd_.add(X)
+        return X[list(self.used_columns)]
+
+
 @dataclass
-class LogRegBaseline:
+class LogRegBaseline(ReadsBTYD):
     """Logistic regression on signed-log, imputed, standardised aggregates; C chosen on validation."""
 
     cs: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0)
@@ -64,14 +82,6 @@ class LogRegBaseline:
     model: object | None = None
     params: dict = field(default_factory=dict)
     btyd_: BTYDFeatures | None = None
-
-    @property
-    def used_columns(self) -> tuple[str, ...]:
-        return (*self.columns, *BTYD_COLUMNS) if self.btyd_ is not None else tuple(self.columns)
-
-    def design(self, X: pd.DataFrame) -> pd.DataFrame:
-        """The columns the fitted model reads, BG/NBD's included when it chose them."""
-        return _design(self, X)
 
     def _pipeline(self, c: float):
         return make_pipeline(FunctionTransformer(_signed_log),
@@ -188,12 +198,6 @@ class LinearForm:
                    BTYDFeatures.from_dict(data["btyd"]) if data.get("btyd") else None)
 
 
-def _design(model, X: pd.DataFrame) -> pd.DataFrame:
-    if model.btyd_ is not None:
-        X = model.btyd_.add(X)
-    return X[list(model.used_columns)]
-
-
 def _fit_choosing(model, X: pd.DataFrame, y: np.ndarray, X_val: pd.DataFrame | None,
                   y_val: np.ndarray | None):
     """Fit ``model`` with the aggregates alone and with BG/NBD's two outputs added, and keep
@@ -245,7 +249,7 @@ def purged_rows(X: pd.DataFrame, y: np.ndarray, X_val: pd.DataFrame,
 
 
 @dataclass
-class LightGBMBaseline:
+class LightGBMBaseline(ReadsBTYD):
     """Gradient-boosted trees, tuned on a small grid and early-stopped on validation AUC."""
 
     grid: dict[str, tuple] = field(default_factory=lambda: {
@@ -259,14 +263,6 @@ class LightGBMBaseline:
     model: object | None = None
     params: dict = field(default_factory=dict)
     btyd_: BTYDFeatures | None = None
-
-    @property
-    def used_columns(self) -> tuple[str, ...]:
-        return (*self.columns, *BTYD_COLUMNS) if self.btyd_ is not None else tuple(self.columns)
-
-    def design(self, X: pd.DataFrame) -> pd.DataFrame:
-        """The columns the fitted model reads, BG/NBD's included when it chose them."""
-        return _design(self, X)
 
     def _classifier(self, **params):
         import lightgbm as lgb
