@@ -132,8 +132,7 @@ def runtime_problem(model_path: str, timeout_s: float = 120.0) -> str | None:
     ``LLMUnavailable`` (the explanation keeps its deterministic wording), once per process."""
     try:
         run = subprocess.run([sys.executable, "-c", _PROBE, model_path], check=False,
-                             capture_output=True,
-                             text=True, timeout=timeout_s)
+                             capture_output=True, text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired:
         return f"llama.cpp did not answer one token in {timeout_s:.0f} s"
     if run.returncode == 0:

@@ -91,11 +91,11 @@ def _reply(reasons, actions=()) -> str:
                        "actions": [{"id": i, "why": w} for i, w in actions]})
 
 
-def _run(chat: ScriptedChat):
+def _run(chat: ScriptedChat, spare_actions=None):
     prompt = messages(CID, 0.81, "high", "2011-09-11", list(EVIDENCE.values())[:3],
                       PLAYBOOK.eligible(FACTS), "en")
     return generate(chat, prompt, EVIDENCE, CID, PLAYBOOK, FACTS, "en",
-                    {a.id for a in PLAYBOOK.eligible(FACTS)})
+                    {a.id for a in PLAYBOOK.eligible(FACTS)}, spare_actions=spare_actions)
 
 
 def test_one_retry_with_the_problems_then_success():
@@ -298,10 +298,7 @@ def test_when_every_action_fails_the_spare_actions_stand_in_and_good_reasons_sta
     bad_actions = _reply([("No order for 120 days.", ["fact:recency"])],
                          [("refund_everything", "Because.")])
     spare = [DraftAction(id="winback_email", why="It answers the long gap since the last order.")]
-    prompt = messages(CID, 0.81, "high", "2011-09-11", list(EVIDENCE.values())[:3],
-                      PLAYBOOK.eligible(FACTS), "en")
-    gen = generate(ScriptedChat([bad_actions, bad_actions]), prompt, EVIDENCE, CID, PLAYBOOK,
-                   FACTS, "en", {a.id for a in PLAYBOOK.eligible(FACTS)}, spare_actions=spare)
+    gen = _run(ScriptedChat([bad_actions, bad_actions]), spare_actions=spare)
     assert gen.draft is not None and gen.attempts == 2
     assert [r.text for r in gen.draft.reasons] == ["No order for 120 days."]
     assert [(a.id, a.why) for a in gen.draft.actions] == [(spare[0].id, spare[0].why)]
@@ -318,8 +315,5 @@ def test_a_draft_with_nothing_of_its_own_left_is_a_fallback():
     nothing = _reply([("Spent 5,000 last year.", ["fact:recency"])],
                      [("refund_everything", "Because.")])
     spare = [DraftAction(id="winback_email", why="It answers the long gap since the last order.")]
-    prompt = messages(CID, 0.81, "high", "2011-09-11", list(EVIDENCE.values())[:3],
-                      PLAYBOOK.eligible(FACTS), "en")
-    gen = generate(ScriptedChat([nothing, nothing]), prompt, EVIDENCE, CID, PLAYBOOK, FACTS,
-                   "en", {a.id for a in PLAYBOOK.eligible(FACTS)}, spare_actions=spare)
+    gen = _run(ScriptedChat([nothing, nothing]), spare_actions=spare)
     assert gen.draft is None and gen.attempts == 2
