@@ -5,14 +5,21 @@ someone else, a number the evidence does not contain, an action outside the play
 conditions do not hold, links or contact details (what injected instructions usually ask for),
 the wrong language, a claim about the risk contrary to the score ("low risk" at 72%), an offer no
 playbook action makes ("a 90% discount", even when a review the customer wrote says 90), evidence
-ids inside the prose, and leaving out what matters: every top driver must be cited by a reason.
-Problems are plain sentences, so they can be fed back for one retry.
+ids inside the prose, a figure said of the wrong thing ("no visit for 88 days" when 88 counts
+the days since the last order), and leaving out what matters: every top driver must be cited by a reason.
+Problems read as plain English sentences and are worded in the draft's language for its one
+retry (``Problem``, ``prompts/problems.yaml``).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from functools import lru_cache
+from importlib import resources
+from typing import Any, Self
+
+import yaml
 
 from assistant.playbook import Playbook
 from assistant.schema import Draft, Evidence, Explanation
@@ -24,7 +31,6 @@ CJK = re.compile(r"[\u4e00-\u9fff]")
 SENTENCE_END = re.compile(r"[.!?。！？][\"'”’」』)）]*\s*$")
 MAX_TEXT = 300
 MAX_SENTENCES = 2
-COVERAGE = "no reason mentions the driver"  # how a coverage problem starts (generate.prune)
 EVIDENCE_ID = re.compile(r"\b(?:fact|event|score|doc|ticket|review):[\w.-]+")
 QUOTED = re.compile(r"[\"“「『][^\"”」』]*[\"”」』]")
 SENTENCE_BREAK = re.compile(r"[.!?。！？](?=\s+\S|[^\s.!?。！？\"'”’」』)）\d])")
@@ -55,6 +61,55 @@ OFFER = re.compile(
     rf"|(?:折扣|优惠券?|返现|退款)[^\d。，,.]{{0,6}}{_FIGURE}")
 
 
+@lru_cache(maxsize=1)
+def _catalogue() -> dict[str, Any]:
+    return yaml.safe_load(resources.files("prompts").joinpath("problems.yaml").read_text("utf-8"))
+
+
+WHERE = re.compile(r"^(reason|action) (\d+)$")
+
+
+def _where(where: str, lang: str) -> str:
+    words = _catalogue()["where"][lang]
+    m = WHERE.match(where)
+    return words[m.group(1)].format(n=m.group(2)) if m else words["answer"]
+
+
+class Problem(str):
+    """One thing a check found. It reads as its English sentence wherever a string is expected
+    (logs, the API, ``generate.prune``, the tests); ``say(lang)`` words it for the retry prompt in
+    the draft's language (``prompts/problems.yaml``): a small model asked in Chinese fixes a
+    Chinese list of problems more readily than an English one."""
+
+    code: str
+    params: dict[str, Any]
+
+    def __new__(cls, code: str, **params: Any) -> Self:
+        self = super().__new__(cls, cls._render(code, "en", params))
+        self.code, self.params = code, params
+        return self
+
+    @staticmethod
+    def _render(code: str, lang: str, params: dict[str, Any]) -> str:
+        catalogue = _catalogue()
+        fields = dict(params)
+        if "where" in fields:
+            fields["where"] = _where(fields["where"], lang)
+        if "band" in fields:
+            fields["band"] = catalogue["bands"][lang].get(fields["band"], fields["band"])
+        return catalogue["problems"][code][lang].format(**fields)
+
+    def say(self, lang: str) -> str:
+        return self._render(self.code, lang if lang in ("en", "zh") else "en", self.params)
+
+    def __reduce__(self):  # pickles (the job queue, caches) as the problem, not a plain str
+        return (_problem, (self.code, self.params))
+
+
+def _problem(code: str, params: dict[str, Any]) -> Problem:
+    return Problem(code, **params)
+
+
 def numbers(text: str) -> set[float]:
     """Numbers as values: '1,234.50' and '1234.5' are the same claim."""
     out = set()
@@ -66,13 +121,13 @@ def numbers(text: str) -> set[float]:
     return out
 
 
-def _language_problem(text: str, lang: str, where: str) -> str | None:
+def _language_problem(text: str, lang: str, where: str) -> Problem | None:
     unquoted = re.sub(r"[\"“「『].*?[\"”」』]", "", text)
     has_cjk = bool(CJK.search(unquoted))
     if lang == "zh" and not has_cjk:
-        return f"{where} is not written in Chinese"
+        return Problem("not_chinese", where=where)
     if lang == "en" and has_cjk:
-        return f"{where} is not written in English (quote Chinese words in quotation marks)"
+        return Problem("not_english", where=where)
     return None
 
 
@@ -81,7 +136,7 @@ def unquoted(text: str) -> str:
     return QUOTED.sub(" ", text)
 
 
-def risk_claim_problem(text: str, band: str, where: str) -> str | None:
+def risk_claim_problem(text: str, band: str, where: str) -> Problem | None:
     """A band or direction stated against the score: 'low risk' at a high score, 'likely to
     leave' at a low one, 'medium risk' when it is not medium. Patterns are tried in order and a
     matched phrase is blanked, so "not at high risk" is one claim (low), not two."""
@@ -91,20 +146,18 @@ def risk_claim_problem(text: str, band: str, where: str) -> str | None:
             wrong = ((claim == "up" and band == "low") or (claim == "not high" and band == "high")
                      or (claim in ("low", "medium", "high") and claim != band))
             if wrong:
-                return (f"{where} says {hit.group(0)!r}, but the churn risk is {band}; do not "
-                        "describe the risk against the score")
+                return Problem("risk_claim", where=where, claim=hit.group(0), band=band)
         own = pattern.sub(lambda m: " " * len(m.group(0)), own)
     return None
 
 
-def offer_problem(text: str, allowed: set[float], where: str) -> str | None:
+def offer_problem(text: str, allowed: set[float], where: str) -> Problem | None:
     """An offer whose figure no playbook action states is a promise nobody made."""
     for m in OFFER.finditer(unquoted(text)):
         raw = next(g for g in m.groups() if g is not None)
         value = round(float(raw.replace(",", "")), 2)
         if value not in allowed:
-            return (f"{where} offers {m.group(0).strip()!r}, which no playbook action offers; "
-                    "suggest only the playbook's actions")
+            return Problem("offer", where=where, offer=m.group(0).strip())
     return None
 
 
@@ -112,16 +165,74 @@ def playbook_numbers(playbook: Playbook, lang: str) -> set[float]:
     return set().union(*(numbers(a.text(lang)) for a in playbook.actions.values()))
 
 
-def prose_problem(text: str, where: str) -> str | None:
+def prose_problem(text: str, where: str) -> Problem | None:
     """Evidence ids belong in the citations, not the sentence; a reason is short."""
     if EVIDENCE_ID.search(unquoted(text)):
-        return f"{where} shows an evidence id in its text; cite ids only in \"evidence\""
+        return Problem("evidence_id_in_text", where=where)
     if len(SENTENCE_BREAK.findall(unquoted(text).strip())) >= MAX_SENTENCES:
-        return f"{where} has more than {MAX_SENTENCES} sentences; write one or two short ones"
+        return Problem("too_many_sentences", where=where, n=MAX_SENTENCES)
     return None
 
 
-def coverage_problems(draft: Draft, required: Mapping[str, str]) -> list[str]:
+@lru_cache(maxsize=1)
+def _subject_words() -> tuple[re.Pattern, dict[str, frozenset[str]]]:
+    """One pattern over every group's words (a named group each) and each group's subjects."""
+    groups = yaml.safe_load(resources.files("prompts").joinpath("subjects.yaml")
+                            .read_text("utf-8"))["groups"]
+    parts = []
+    for name, g in groups.items():
+        words = sorted([rf"\b{re.escape(w)}" for w in g["en"]]
+                       + [re.escape(w) for w in g["zh"]], key=len, reverse=True)
+        parts.append(f"(?P<{name}>{'|'.join(words)})")
+    return (re.compile("|".join(parts), re.IGNORECASE),
+            {name: frozenset(g["subjects"]) for name, g in groups.items()})
+
+
+CLAUSE_BREAK = re.compile(r"[，,；;。！？!?：:](?!\d)|\.(?!\d)|但|而|并且|同时|因为|所以|却"
+                          r"|(?i:\b(?:and|but|although|though|while|whereas|yet|so|because)\b)")
+
+
+def subject_of(e: Evidence) -> str:
+    """What an evidence item is about: a fact's name, or an event's kind."""
+    return e.id.removeprefix("fact:") if e.id.startswith("fact:") else e.kind
+
+
+def subject_problem(text: str, cited: list[Evidence], where: str) -> Problem | None:
+    """A figure said of the wrong thing: "no visit for 88 days" when 88 is the days since the
+    last order. Every number may be in the cited evidence and the sentence still be false, so
+    when a figure's clause names things (``prompts/subjects.yaml``), one of them must be what the
+    figure comes from: "returned an order 12 days ago" names the return, "no visit for 88 days"
+    names only visits. Clauses end at punctuation and at "and", "but", "但"...; a figure whose
+    clause names nothing is not judged: vague is not wrong, and the number check already holds
+    it to the evidence."""
+    pattern, subjects_of = _subject_words()
+    own = unquoted(text)
+    hits = [(m.start(), m.end(), m.lastgroup, m.group(0)) for m in pattern.finditer(own)]
+    if not hits:
+        return None
+    breaks = [m.start() for m in CLAUSE_BREAK.finditer(own)]
+
+    def clause(pos: int) -> int:
+        return sum(b < pos for b in breaks)
+
+    for m in NUMBER.finditer(own):
+        try:
+            value = round(float(m.group(0).replace(",", "")), 2)
+        except ValueError:
+            continue
+        sources = [e for e in cited if value in numbers(e.text)]
+        subjects = {subject_of(e) for e in sources}
+        known = set().union(*subjects_of.values())
+        if not sources or not subjects <= known:
+            continue  # invented (another check's) or about something no group names
+        named = [h for h in hits if clause(h[0]) == clause(m.start())]
+        if named and not any(subjects & subjects_of[h[2]] for h in named):
+            return Problem("wrong_subject", where=where, number=m.group(0), word=named[0][3],
+                           source=sources[0].text)
+    return None
+
+
+def coverage_problems(draft: Draft, required: Mapping[str, str]) -> list[Problem]:
     """Each required driver (evidence id -> its plain words) must be said by a reason: cited,
     and, when its words carry figures, with at least one of them. A reason that cites four ids
     and says "due to their recency, orders and rating" names a factor; it does not say it."""
@@ -130,82 +241,81 @@ def coverage_problems(draft: Draft, required: Mapping[str, str]) -> list[str]:
         citing = [r for r in draft.reasons if sid in r.evidence]
         figures = numbers(text)
         if not any(not figures or numbers(r.text) & figures for r in citing):
-            problems.append(f"{COVERAGE} {sid!r} ({text}); add a reason that says it, "
-                            "with its figures, citing it")
+            problems.append(Problem("driver_missing", sid=sid, text=text))
     return problems
 
 
-def _contact_problem(text: str, where: str) -> str | None:
+def _contact_problem(text: str, where: str) -> Problem | None:
     if URL.search(text):
-        return f"{where} contains a link; links are not allowed"
+        return Problem("link", where=where)
     if EMAIL.search(text) or mask(text) != text or PHONE_MASK in text:
-        return f"{where} contains contact details; they are not allowed"
+        return Problem("contact", where=where)
     return None
 
 
 def check_draft(draft: Draft, evidence: Mapping[str, Evidence], customer_id: str,
                 playbook: Playbook, facts: Mapping[str, float], lang: str,
                 candidates: set[str] | None = None, required: Mapping[str, str] | None = None,
-                band: str | None = None) -> list[str]:
+                band: str | None = None) -> list[Problem]:
     """All problems with a draft; an empty list means it may be shown. ``required``: the top
     drivers a reason must cite (evidence id -> words); ``band``: the score's band."""
-    problems: list[str] = []
+    problems: list[Problem] = []
     if not draft.reasons:
-        problems.append("there are no reasons")
+        problems.append(Problem("no_reasons"))
     offers = playbook_numbers(playbook, lang)
     own_numbers = set().union(*(numbers(e.text) for e in evidence.values()
                                 if e.customer_id == customer_id)) if evidence else set()
     for i, reason in enumerate(draft.reasons, 1):
         where = f"reason {i}"
         if not reason.evidence:
-            problems.append(f"{where} cites no evidence")
+            problems.append(Problem("no_evidence", where=where))
         cited: list[Evidence] = []
         for eid in reason.evidence:
             item = evidence.get(eid)
             if item is None:
-                problems.append(f"{where} cites evidence id {eid!r}, which does not exist")
+                problems.append(Problem("unknown_evidence", where=where, eid=eid))
             elif item.customer_id != customer_id:
-                problems.append(f"{where} cites evidence {eid!r} of another customer")
+                problems.append(Problem("other_customer", where=where, eid=eid))
             else:
                 cited.append(item)
         if cited and all(e.kind == "score" for e in cited):
-            problems.append(f"{where} only restates the score; say what drives it, citing "
-                            "that evidence")
+            problems.append(Problem("only_score", where=where))
         allowed = set().union(*(numbers(e.text) for e in cited)) if cited else set()
         invented = sorted(numbers(reason.text) - allowed)
         if invented:
             shown = ", ".join(f"{x:g}" for x in invented)
-            problems.append(f"{where} has number(s) {shown} that are not in its cited evidence")
+            problems.append(Problem("invented_numbers", where=where, shown=shown))
         if len(reason.text) > MAX_TEXT:
-            problems.append(f"{where} is longer than {MAX_TEXT} characters")
+            problems.append(Problem("too_long", where=where, n=MAX_TEXT))
         if not SENTENCE_END.search(reason.text):
-            problems.append(f"{where} stops mid-sentence; write shorter, complete sentences")
+            problems.append(Problem("mid_sentence", where=where))
         for p in (_language_problem(reason.text, lang, where), _contact_problem(reason.text, where),
                   prose_problem(reason.text, where), offer_problem(reason.text, offers, where),
-                  risk_claim_problem(reason.text, band, where) if band else None):
+                  risk_claim_problem(reason.text, band, where) if band else None,
+                  subject_problem(reason.text, cited, where)):
             if p:
                 problems.append(p)
     seen: set[str] = set()
     for i, action in enumerate(draft.actions, 1):
         where = f"action {i}"
         if action.id not in playbook:
-            problems.append(f"{where} {action.id!r} is not in the playbook")
+            problems.append(Problem("not_in_playbook", where=where, id=action.id))
             continue
         if action.id in seen:
-            problems.append(f"{where} {action.id!r} is suggested twice")
+            problems.append(Problem("suggested_twice", where=where, id=action.id))
         seen.add(action.id)
         entry = playbook[action.id]
         if not entry.fits(facts):
-            problems.append(f"{where} {action.id!r} does not apply: it needs "
-                            f"{entry.when.describe()}")
+            problems.append(Problem("does_not_apply", where=where, id=action.id,
+                                    needs=entry.when.describe()))
         elif candidates is not None and action.id not in candidates:
-            problems.append(f"{where} {action.id!r} was not among the candidate actions")
+            problems.append(Problem("not_candidate", where=where, id=action.id))
         if not SENTENCE_END.search(action.why):
-            problems.append(f"{where} stops mid-sentence; write a shorter, complete sentence")
+            problems.append(Problem("mid_sentence", where=where))
         invented = sorted(numbers(action.why) - own_numbers - numbers(entry.text(lang)))
         if invented:
-            problems.append(f"{where} has number(s) {', '.join(f'{x:g}' for x in invented)} "
-                            "that are not in the evidence")
+            problems.append(Problem("action_numbers", where=where,
+                                    shown=", ".join(f"{x:g}" for x in invented)))
         for p in (_language_problem(action.why, lang, where), _contact_problem(action.why, where),
                   prose_problem(action.why, where), offer_problem(action.why, offers, where),
                   risk_claim_problem(action.why, band, where) if band else None):
@@ -217,7 +327,7 @@ def check_draft(draft: Draft, evidence: Mapping[str, Evidence], customer_id: str
 
 
 def check_explanation(x: Explanation, playbook: Playbook, facts: Mapping[str, float]
-                      ) -> list[str]:
+                      ) -> list[Problem]:
     """The same checks on a finished explanation (what was actually shown)."""
     draft = Draft.model_validate({
         "reasons": [r.model_dump() for r in x.reasons],

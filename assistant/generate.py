@@ -20,12 +20,12 @@ from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from pydantic import ValidationError
 
 from assistant.checks import (
-    COVERAGE,
     EVIDENCE_ID,
     MAX_SENTENCES,
     QUOTED,
     SENTENCE_BREAK,
     SENTENCE_END,
+    Problem,
     check_draft,
     coverage_problems,
     numbers,
@@ -36,7 +36,6 @@ from assistant.schema import MAX_CITED, Draft, DraftAction, DraftReason, Evidenc
 
 JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
 RETRY_TEMPERATURE = 0.7
-ITEM = re.compile(r"^(reason|action) \d+")
 _env = Environment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
 
 
@@ -73,25 +72,25 @@ def messages(customer_id: str, probability: float, band: str, cutoff: str,
     return [SystemMessage(system), HumanMessage(user)]
 
 
-def parse_draft(text: str) -> tuple[Draft | None, str | None]:
+def parse_draft(text: str) -> tuple[Draft | None, Problem | None]:
     match = JSON_OBJECT.search(text or "")
     if not match:
-        return None, "the answer is not a JSON object"
+        return None, Problem("not_json")
     try:
         return Draft.model_validate_json(match.group(0)), None
     except ValidationError as exc:
         first = exc.errors()[0]
-        return None, (f"the JSON does not fit the schema: "
-                      f"{'.'.join(map(str, first['loc']))}: {first['msg']}")
+        return None, Problem("schema", field=".".join(map(str, first["loc"])),
+                             message=first["msg"])
 
 
 @dataclass
 class Generation:
     draft: Draft | None  # None: no attempt passed the checks
     attempts: int
-    problems: list[str] = field(default_factory=list)  # of the last attempt
+    problems: list[Problem] = field(default_factory=list)  # of the last attempt
     raw: list[str] = field(default_factory=list)
-    dropped: list[str] = field(default_factory=list)  # problems of items removed by ``prune``
+    dropped: list[Problem] = field(default_factory=list)  # of the items ``prune`` removed
     added: list[str] = field(default_factory=list)  # drivers given their deterministic reason
 
 
@@ -146,7 +145,7 @@ def complete_citations(draft: Draft, evidence: dict[str, Evidence], customer_id:
     return draft
 
 
-def prune(draft: Draft, problems: list[str], spare: list[DraftAction] | None = None
+def prune(draft: Draft, problems: list[Problem], spare: list[DraftAction] | None = None
           ) -> Draft | None:
     """The draft without the reasons and actions that failed a check, if something useful is
     left: every remaining item passed, and the output lists the problems of what was dropped,
@@ -154,8 +153,8 @@ def prune(draft: Draft, problems: list[str], spare: list[DraftAction] | None = N
     fault as a whole: ``cover`` adds its reason; when every action failed, the ``spare``
     actions (the deterministic wording's, checked like the rest) stand in for them, as long as
     one of the model's reasons passed."""
-    bad = {m.group(0) for p in problems if (m := ITEM.match(p))}
-    if any(not ITEM.match(p) and not p.startswith(COVERAGE) for p in problems):
+    bad = {p.params["where"] for p in problems if "where" in p.params}
+    if any("where" not in p.params and p.code != "driver_missing" for p in problems):
         return None  # a problem with the draft as a whole
     reasons = [r for i, r in enumerate(draft.reasons, 1) if f"reason {i}" not in bad]
     actions = [a for i, a in enumerate(draft.actions, 1) if f"action {i}" not in bad]
@@ -194,7 +193,7 @@ def generate(model: BaseChatModel, prompt: list[BaseMessage], evidence: dict[str
     required = required or {}
     words = {sid: r.text for sid, r in required.items()}
 
-    def check(d: Draft) -> list[str]:
+    def check(d: Draft) -> list[Problem]:
         return check_draft(d, evidence, customer_id, playbook, facts, lang, candidates,
                            required=words, band=band)
 
@@ -223,9 +222,10 @@ def generate(model: BaseChatModel, prompt: list[BaseMessage], evidence: dict[str
                 covered, added = cover(pruned, required)
                 if not check(covered):
                     out.draft, out.added = covered, added
-                    out.dropped = [p for p in problems if not p.startswith(COVERAGE)]
+                    out.dropped = [p for p in problems if p.code != "driver_missing"]
                     return out
-        retry = template(f"explain.retry.{lang}.jinja").render(problems=problems)
+        retry = template(f"explain.retry.{lang}.jinja").render(
+            problems=[p.say(lang) for p in problems])
         # The failed answer is not put back in the context: a small model copies it verbatim.
         history = [*prompt[:-1], HumanMessage(f"{prompt[-1].content}\n\n{retry}")]
     return out

@@ -98,6 +98,7 @@ def explain_lang(helper: Assistant, events: pd.DataFrame, picked: list[str], cut
     first_s, full_s, cached_s = [], [], []
     fallbacks = failing = 0
     why: Counter[str] = Counter()  # the checks the last draft failed, by kind, when it fell back
+    dropped: Counter[str] = Counter()  # the checks of items removed from a draft that was shown
     top1_llm, top1_shown, top3_llm, top3_shown, added, own_shown = [], [], [], [], 0, 0
     calls_before = len(usage.prompt)
     llm_seconds = 0.0
@@ -117,6 +118,7 @@ def explain_lang(helper: Assistant, events: pd.DataFrame, picked: list[str], cut
         assert hit == x
         fallbacks += x.fallback
         why.update(problem_kind(p) for p in split_problems(x.fallback_reason or ""))
+        dropped.update(problem_kind(p) for p in x.dropped)
         failing += bool(check_explanation(x, helper.playbook, ctx.scored.facts))
         added += bool(x.added)
         own = [] if x.fallback else [r for r in x.reasons if not set(r.evidence) & set(x.added)]
@@ -138,6 +140,7 @@ def explain_lang(helper: Assistant, events: pd.DataFrame, picked: list[str], cut
     return {
         "n": len(picked), "fallback_rate": fallbacks / len(picked),
         "fallback_problems": dict(why.most_common()),
+        "dropped_problems": dict(dropped.most_common()),
         "shown_failing_checks": failing,
         "top1_coverage_llm": mean(top1_llm), "top3_coverage_llm": mean(top3_llm),
         "top1_coverage_shown": mean(top1_shown), "top3_coverage_shown": mean(top3_shown),

@@ -91,10 +91,10 @@ def _reply(reasons, actions=()) -> str:
                        "actions": [{"id": i, "why": w} for i, w in actions]})
 
 
-def _run(chat: ScriptedChat, spare_actions=None):
+def _run(chat: ScriptedChat, spare_actions=None, lang: str = "en"):
     prompt = messages(CID, 0.81, "high", "2011-09-11", list(EVIDENCE.values())[:3],
-                      PLAYBOOK.eligible(FACTS), "en")
-    return generate(chat, prompt, EVIDENCE, CID, PLAYBOOK, FACTS, "en",
+                      PLAYBOOK.eligible(FACTS), lang)
+    return generate(chat, prompt, EVIDENCE, CID, PLAYBOOK, FACTS, lang,
                     {a.id for a in PLAYBOOK.eligible(FACTS)}, spare_actions=spare_actions)
 
 
@@ -317,3 +317,100 @@ def test_a_draft_with_nothing_of_its_own_left_is_a_fallback():
     spare = [DraftAction(id="winback_email", why="It answers the long gap since the last order.")]
     gen = _run(ScriptedChat([nothing, nothing]), spare_actions=spare)
     assert gen.draft is None and gen.attempts == 2
+
+
+def test_a_chinese_retry_lists_the_problems_in_chinese():
+    bad = _reply([("客户已经 999 天没有下单了。", ["fact:recency"])],
+                  [("refund_everything", "全部退款。")])
+    good = _reply([("客户已经 120 天没有下单了。", ["fact:recency"])],
+                  [("winback_email", "客户很久没有回来了。")])
+    chat = ScriptedChat([bad, good])
+    gen = _run(chat, lang="zh")
+    assert gen.draft is not None and gen.attempts == 2
+    retry = chat.calls[1][-1].content.split("\n\n")[-2]
+    assert "第 1 条原因中的数字 999 不在它引用的证据里" in retry, retry
+    assert "第 1 条措施 'refund_everything' 不在候选措施里" in retry, retry
+    assert "not in its cited evidence" not in retry and "playbook" not in retry
+
+
+def test_problems_read_as_english_and_every_one_has_both_wordings():
+    import pickle
+    import string
+
+    from assistant.checks import Problem, _catalogue
+
+    catalogue = _catalogue()["problems"]
+    for code, words in catalogue.items():
+        fields = [{f for _, f, _, _ in string.Formatter().parse(words[lang]) if f}
+                  for lang in ("en", "zh")]
+        assert set(words) == {"en", "zh"} and fields[0] == fields[1], code
+    found = problems(draft([("No order for 999 days.", ["fact:recency"])]))
+    assert found == ["reason 1 has number(s) 999 that are not in its cited evidence"]
+    assert isinstance(found[0], Problem) and found[0].code == "invented_numbers"
+    assert pickle.loads(pickle.dumps(found[0])).say("zh") == found[0].say("zh")
+    claim = Problem("risk_claim", where="the answer", claim="low risk", band="high")
+    assert claim.say("zh") == "回答说了“low risk”，但流失风险是高；不要写与评分相反的风险描述"
+    assert claim == ("the answer says 'low risk', but the churn risk is high; do not describe "
+                     "the risk against the score")
+
+
+SUBJECTS = {e.id: e for e in [
+    Evidence(id="fact:recency", customer_id=CID, kind="recency",
+             text="已 88 天没有下单，平时约每 30 天下单一次"),
+    Evidence(id="fact:visits", customer_id=CID, kind="visits", text="近 30 天只访问了 2 次"),
+    Evidence(id="fact:returns", customer_id=CID, kind="returns",
+             text="3 returns (120.50), 1 in the last 90 days"),
+    Evidence(id="event:o1", customer_id=CID, kind="order",
+             text="no order for 88 days; they usually order every 30 days"),
+]}
+
+
+@pytest.mark.parametrize("text", [
+    "客户已经 88 天没有访问网站。",  # session 28's demo draft: 88 counts days since the last order
+    "They have not visited for 88 days.",
+    "They returned goods 88 days ago.",
+])
+def test_a_figure_said_of_the_wrong_thing_fails(text):
+    from assistant.checks import subject_problem
+
+    cited = list(SUBJECTS.values())
+    found = subject_problem(text, cited, "reason 1")
+    assert found is not None and found.code == "wrong_subject" and "88" in found, found
+    assert "88" in found.say("zh")
+
+
+@pytest.mark.parametrize("text", [
+    "客户已经 88 天没有下单，平时约每 30 天下单一次。",
+    "已 88 天没有下单，近 30 天只访问了 2 次。",
+    "No order for 88 days although they usually order every 30 days.",
+    "They usually order every 30 days, but it has been 88 days.",  # the clause names nothing
+    "Returned 120.50 and silent for 88 days.",
+    "3 returns worth 120.50 in all.",
+    "It has been 88 days.",  # vague is not wrong
+    '他们说"88 天没访问了"。',  # the customer's words are not the writer's claim
+])
+def test_a_figure_said_of_what_it_counts_or_of_nothing_passes(text):
+    from assistant.checks import subject_problem
+
+    assert subject_problem(text, list(SUBJECTS.values()), "reason 1") is None
+
+
+def test_the_deterministic_driver_wording_passes_the_subject_check_in_both_languages():
+    """Every template that states figures names what they count: the fallback and the reasons
+    ``cover`` adds must pass the same check as the model."""
+    from assistant.checks import subject_problem
+    from assistant.drivers import templates
+
+    fields = {"recency": 88, "gap": 30, "n": 3, "amount": "120.50", "recent": 1, "stars": 2,
+              "mean": "2.5", "last": 1, "now": "40.00", "before": "95.00", "monetary": "60.00",
+              "avg": "45.00", "days": 400, "when": "12 days ago", "quote": "", "kind": "note"}
+    subject = {"recency": "recency", "returns": "returns", "return": "return",
+               "tickets": "tickets", "ticket": "ticket", "rated": "review", "rating": "rating",
+               "review": "review", "trend": "trend", "visits": "visits", "orders": "orders",
+               "order": "order", "tenure": "tenure", "cancel": "cancel", "other": "note"}
+    for lang in ("en", "zh"):
+        for name, words in templates(lang)["driver"].items():
+            text = words.format(**fields)
+            kind = next(v for k, v in subject.items() if name.startswith(k))
+            evidence = Evidence(id=f"fact:{kind}", customer_id=CID, kind=kind, text=text)
+            assert subject_problem(text, [evidence], "reason 1") is None, (lang, name, text)
