@@ -5,7 +5,8 @@ someone else, a number the evidence does not contain, an action outside the play
 conditions do not hold, links or contact details (what injected instructions usually ask for),
 the wrong language, a claim about the risk contrary to the score ("low risk" at 72%), an offer no
 playbook action makes ("a 90% discount", even when a review the customer wrote says 90), evidence
-ids inside the prose, a figure said of the wrong thing ("no visit for 88 days" when 88 counts
+ids inside the prose, a driver said to lower the risk when the model counts it as raising it, a
+figure said of the wrong thing ("no visit for 88 days" when 88 counts
 the days since the last order), and leaving out what matters: every top driver must be cited by a reason.
 Problems read as plain English sentences and are worded in the draft's language for its one
 retry (``Problem``, ``prompts/problems.yaml``).
@@ -49,6 +50,19 @@ BAND_CLAIMS: tuple[tuple[re.Pattern, str], ...] = (
     (re.compile(r"中(?:等)?风险|风险中等"), "medium"),
     (re.compile(r"(?<!不)(?<!不太)(?:很|极)?可能流失|风险(?:较|很|极)?高|高风险"), "up"),
 )
+# What a reason says a driver does to the risk; checked against the cited evidence's effect, so a
+# drop in visits the model counts against the customer is not read out as a loyalty signal.
+LOWERS = re.compile(
+    r"(?i)(?<!not )(?<!n't )\b(?:lowers?|reduces?|decreases?|cuts?)\s+(?:the\s+|their\s+)?"
+    r"(?:churn\s+)?risk|\b(?:good|positive|encouraging|healthy)\s+sign"
+    r"|\bsigns? of (?:their\s+)?loyalty|\bloyalty signal|\bshows? (?:their\s+)?loyalty"
+    r"|(?<!不)(?<!没有)(?:降低|减少|减小)了?(?:其|客户的?)?(?:流失)?风险|风险(?:有所)?(?:降低|下降|减少)"
+    r"|好的?迹象|积极的?信号|忠诚度(?:很|较)?高|(?:表明|显示|说明)(?:客户)?(?:很|较为|比较)?忠诚")
+RAISES = re.compile(
+    r"(?i)(?<!not )(?<!n't )\b(?:raises?|increases?|adds?\s+to|drives?)\s+(?:the\s+|their\s+)?"
+    r"(?:churn\s+)?risk|\b(?:warning|bad|worrying)\s+sign"
+    r"|(?<!不)(?<!没有)(?:提高|增加|加大)了?(?:其|客户的?)?(?:流失)?风险|风险(?:有所)?(?:上升|增加|提高)"
+    r"|危险信号|警示信号")
 # Offers: a figure next to an offer word ("90% discount", "refund 500", "打9折"); the figure must
 # be one a playbook action states. A percentage that is not an offer ("spend fell 40%") is the
 # number check's business, not this one's.
@@ -97,6 +111,8 @@ class Problem(str):
             fields["where"] = _where(fields["where"], lang)
         if "band" in fields:
             fields["band"] = catalogue["bands"][lang].get(fields["band"], fields["band"])
+        if "effect" in fields:
+            fields["effect"] = catalogue["effects"][lang][fields["effect"]]
         return catalogue["problems"][code][lang].format(**fields)
 
     def say(self, lang: str) -> str:
@@ -190,6 +206,21 @@ def _subject_words() -> tuple[re.Pattern, dict[str, frozenset[str]]]:
 
 CLAUSE_BREAK = re.compile(r"[，,；;。！？!?：:](?!\d)|\.(?!\d)|但|而|并且|同时|因为|所以|却"
                           r"|(?i:\b(?:and|but|although|though|while|whereas|yet|so|because)\b)")
+
+
+def direction_problem(text: str, cited: list[Evidence], where: str) -> Problem | None:
+    """A reason that says what it cites lowers the risk when all of it raises the risk (or the
+    other way round): session 28's drafts read "4 visits ... lowers the risk" and a visit count
+    as loyalty, of evidence the model counted against the customer."""
+    effects = [e.contribution for e in cited if e.contribution is not None]
+    if not effects:
+        return None
+    own = unquoted(text)
+    if all(c > 0.005 for c in effects) and (hit := LOWERS.search(own)):
+        return Problem("wrong_direction", where=where, claim=hit.group(0), effect="up")
+    if all(c < -0.005 for c in effects) and (hit := RAISES.search(own)):
+        return Problem("wrong_direction", where=where, claim=hit.group(0), effect="down")
+    return None
 
 
 def subject_of(e: Evidence) -> str:
@@ -292,7 +323,8 @@ def check_draft(draft: Draft, evidence: Mapping[str, Evidence], customer_id: str
         for p in (_language_problem(reason.text, lang, where), _contact_problem(reason.text, where),
                   prose_problem(reason.text, where), offer_problem(reason.text, offers, where),
                   risk_claim_problem(reason.text, band, where) if band else None,
-                  subject_problem(reason.text, cited, where)):
+                  subject_problem(reason.text, cited, where),
+                  direction_problem(reason.text, cited, where)):
             if p:
                 problems.append(p)
     seen: set[str] = set()

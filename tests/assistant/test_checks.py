@@ -414,3 +414,36 @@ def test_the_deterministic_driver_wording_passes_the_subject_check_in_both_langu
             kind = next(v for k, v in subject.items() if name.startswith(k))
             evidence = Evidence(id=f"fact:{kind}", customer_id=CID, kind=kind, text=text)
             assert subject_problem(text, [evidence], "reason 1") is None, (lang, name, text)
+
+
+RAISING = [Evidence(id="fact:visits", customer_id=CID, kind="visits",
+                    text="4 visits in the last 30 days", contribution=0.04)]
+LOWERING = [Evidence(id="fact:tenure", customer_id=CID, kind="tenure",
+                     text="a customer for 400 days", contribution=-0.03)]
+
+
+@pytest.mark.parametrize("text,cited", [
+    ("4 visits in the last 30 days lowers the risk.", RAISING),  # session 28's English draft
+    ("近 30 天访问 4 次，表明客户很忠诚。", RAISING),
+    ("近 30 天访问 4 次，降低了流失风险。", RAISING),
+    ("A customer for 400 days, which raises the risk.", LOWERING),
+])
+def test_a_driver_said_to_work_against_its_effect_fails(text, cited):
+    from assistant.checks import direction_problem
+
+    found = direction_problem(text, cited, "reason 1")
+    assert found is not None and found.code == "wrong_direction", found
+    assert "风险" in found.say("zh")
+
+
+@pytest.mark.parametrize("text,cited", [
+    ("Only 4 visits in the last 30 days.", RAISING),
+    ("4 visits in the last 30 days does not lower the risk.", RAISING),
+    ("曾经是忠诚的客户，但近 30 天只访问 4 次。", RAISING),  # "used to be loyal" states no effect
+    ("A customer for 400 days, which lowers the risk.", LOWERING),
+    ("4 visits lowers the risk.", [RAISING[0].model_copy(update={"contribution": None})]),
+])
+def test_a_driver_said_to_work_as_it_does_or_without_a_direction_passes(text, cited):
+    from assistant.checks import direction_problem
+
+    assert direction_problem(text, cited, "reason 1") is None
