@@ -55,9 +55,12 @@ BAND_CLAIMS: tuple[tuple[re.Pattern, str], ...] = (
 LOWERS = re.compile(
     r"(?i)(?<!not )(?<!n't )\b(?:lowers?|reduces?|decreases?|cuts?)\s+(?:the\s+|their\s+)?"
     r"(?:churn\s+)?risk|\b(?:good|positive|encouraging|healthy)\s+sign"
-    r"|\bsigns? of (?:their\s+)?loyalty|\bloyalty signal|\bshows? (?:their\s+)?loyalty"
+    r"|\bsigns? of (?:their\s+)?loyalty|\bloyalty signal"
+    r"|\b(?:shows?|suggests?|indicates?)\b(?:(?!\bnot\b|n't|\bless\b|\bun)[^.,;]){0,30}"
+    r"\b(?:loyal|loyalty|satisfied|engaged)\b(?!\s+(?:is|has)\s+(?:low|fall|drop|wan))"
     r"|(?<!不)(?<!没有)(?:降低|减少|减小)了?(?:其|客户的?)?(?:流失)?风险|风险(?:有所)?(?:降低|下降|减少)"
-    r"|好的?迹象|积极的?信号|忠诚度(?:很|较)?高|(?:表明|显示|说明)(?:客户)?(?:很|较为|比较)?忠诚")
+    r"|好的?迹象|积极的?信号|忠诚度(?:很|较)?高"
+    r"|(?:表明|显示|说明)[^。，,；;不没低]{0,12}(?:忠诚|满意)(?!度?(?:较|很|偏|有所)?(?:低|下降|不足|差))")
 RAISES = re.compile(
     r"(?i)(?<!not )(?<!n't )\b(?:raises?|increases?|adds?\s+to|drives?)\s+(?:the\s+|their\s+)?"
     r"(?:churn\s+)?risk|\b(?:warning|bad|worrying)\s+sign"

@@ -360,6 +360,7 @@ SUBJECTS = {e.id: e for e in [
     Evidence(id="fact:visits", customer_id=CID, kind="visits", text="近 30 天只访问了 2 次"),
     Evidence(id="fact:returns", customer_id=CID, kind="returns",
              text="3 returns (120.50), 1 in the last 90 days"),
+    Evidence(id="fact:tenure", customer_id=CID, kind="tenure", text="成为客户已 400 天"),
     Evidence(id="event:o1", customer_id=CID, kind="order",
              text="no order for 88 days; they usually order every 30 days"),
 ]}
@@ -369,14 +370,15 @@ SUBJECTS = {e.id: e for e in [
     "客户已经 88 天没有访问网站。",  # session 28's demo draft: 88 counts days since the last order
     "They have not visited for 88 days.",
     "They returned goods 88 days ago.",
+    "客户已连续 400 天使用我们的产品，且近 400 天内没有退货。",  # demo C00952: 400 is the tenure
 ])
 def test_a_figure_said_of_the_wrong_thing_fails(text):
     from assistant.checks import subject_problem
 
     cited = list(SUBJECTS.values())
     found = subject_problem(text, cited, "reason 1")
-    assert found is not None and found.code == "wrong_subject" and "88" in found, found
-    assert "88" in found.say("zh")
+    assert found is not None and found.code == "wrong_subject", found
+    assert found.params["number"] in text and found.params["number"] in found.say("zh")
 
 
 @pytest.mark.parametrize("text", [
@@ -386,6 +388,7 @@ def test_a_figure_said_of_the_wrong_thing_fails(text):
     "They usually order every 30 days, but it has been 88 days.",  # the clause names nothing
     "Returned 120.50 and silent for 88 days.",
     "3 returns worth 120.50 in all.",
+    "客户已连续 400 天使用我们的产品。",  # names nothing the map knows: not judged
     "It has been 88 days.",  # vague is not wrong
     '他们说"88 天没访问了"。',  # the customer's words are not the writer's claim
 ])
@@ -426,6 +429,9 @@ LOWERING = [Evidence(id="fact:tenure", customer_id=CID, kind="tenure",
     ("4 visits in the last 30 days lowers the risk.", RAISING),  # session 28's English draft
     ("近 30 天访问 4 次，表明客户很忠诚。", RAISING),
     ("近 30 天访问 4 次，降低了流失风险。", RAISING),
+    # Session 28, demo C00952, shown in Chinese:
+    ("客户已连续 627 天使用我们的产品，这表明客户对我们的产品非常满意和忠诚。", RAISING),
+    ("4 visits this month suggests they are still loyal.", RAISING),
     ("A customer for 400 days, which raises the risk.", LOWERING),
 ])
 def test_a_driver_said_to_work_against_its_effect_fails(text, cited):
@@ -440,6 +446,9 @@ def test_a_driver_said_to_work_against_its_effect_fails(text, cited):
     ("Only 4 visits in the last 30 days.", RAISING),
     ("4 visits in the last 30 days does not lower the risk.", RAISING),
     ("曾经是忠诚的客户，但近 30 天只访问 4 次。", RAISING),  # "used to be loyal" states no effect
+    ("只访问了 4 次，这表明客户对品牌的忠诚度较低。", RAISING),  # low loyalty: raises, as cited
+    ("近 30 天只访问 4 次，表明客户不满意。", RAISING),
+    ("Only 4 visits, which suggests they are not loyal any more.", RAISING),
     ("A customer for 400 days, which lowers the risk.", LOWERING),
     ("4 visits lowers the risk.", [RAISING[0].model_copy(update={"contribution": None})]),
 ])
