@@ -97,7 +97,7 @@ def stack_data(fitted: dict[str, Any], fit: pd.DataFrame, val: pd.DataFrame,
     oof = {}
     if calib_mask.any():
         groups = fit["customer_id"].to_numpy()
-        oof = {n: logit(fitted[n].cross_fit(fit, y, groups)) for n in bases
+        oof = {n: logit(fitted[n].cross_fit(fit, y, groups, rows=calib_mask)) for n in bases
                if n not in UNSUPERVISED}
     calib: dict[str, np.ndarray] = {}
     for name in bases:

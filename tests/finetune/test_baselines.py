@@ -37,3 +37,42 @@ def test_cross_fit_needs_a_fitted_model(parts):
     fit = parts["fit"]
     with pytest.raises(AssertionError, match="fit first"):
         LightGBMBaseline().cross_fit(fit, fit["label"].to_numpy(), fit["customer_id"].to_numpy())
+
+
+def test_cross_fitting_fits_only_as_many_models_as_the_wanted_rows_need():
+    """Only the stacking rows need out-of-fold scores: each model learns from every row outside
+    its fold, the folds split the wanted customers between them (no model learnt a customer it
+    scores), and a fold holds at most a fifth of the rows, so 20,000 stacking rows of millions
+    cost one fit instead of five."""
+    from sklearn.linear_model import LogisticRegression
+
+    from finetune.baselines import MAX_HELD_OUT, _cross_fit
+
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(500), 4)  # 500 customers, 4 snapshots each
+    X = np.column_stack([rng.normal(size=(len(groups), 2)), np.arange(len(groups))])
+    y = (X[:, 0] + rng.normal(size=len(groups)) > 0).astype(int)
+    learnt: list[set[int]] = []
+
+    class Recording(LogisticRegression):
+        def fit(self, X_, y_):
+            learnt.append(set(groups[X_[:, -1].astype(int)]))
+            return super().fit(X_, y_)
+
+    everyone = set(range(500))
+    for share, fits in ((1.0, 5), (0.3, 2), (0.1, 1)):
+        learnt.clear()
+        rows = groups < int(500 * share)
+        oof = _cross_fit(Recording, X, y, groups, 5, rows)
+        assert len(learnt) == fits, share
+        assert not np.isnan(oof[rows]).any() and np.isnan(oof[~rows]).all()
+        held = [everyone - g for g in learnt]
+        assert set().union(*held) == set(groups[rows]) and sum(map(len, held)) == len(set(groups[rows]))
+        assert all(len(h) <= MAX_HELD_OUT * 500 + 1 for h in held)
+    # Every row wanted: the same five folds as before the bound (GroupKFold over all rows).
+    from sklearn.model_selection import GroupKFold
+
+    learnt.clear()
+    _cross_fit(Recording, X, y, groups, 5)
+    assert [everyone - g for g in learnt] == [set(groups[t]) for _, t in
+                                             GroupKFold(5).split(X, y, groups)]
