@@ -248,9 +248,11 @@ def _cross_fit(make, X, y: np.ndarray, groups: np.ndarray, folds: int,
         splits = [where]
     else:
         splits = [where[test] for _, test in GroupKFold(k).split(where, y[where], groups[where])]
-    for test_idx in splits:
-        held = np.isin(groups, groups[test_idx])
-        train_idx = np.flatnonzero(~held)
+    codes, uniques = pd.factorize(np.asarray(groups))  # np.isin on customer-id strings took
+    for test_idx in splits:                              # 75 s per model at 243,140 rows
+        held = np.zeros(len(uniques), bool)
+        held[codes[test_idx]] = True
+        train_idx = np.flatnonzero(~held[codes])
         model = make().fit(take(train_idx), y[train_idx])
         oof[test_idx] = model.predict_proba(take(test_idx))[:, 1]
     return oof
