@@ -360,7 +360,7 @@ SUBJECTS = {e.id: e for e in [
     Evidence(id="fact:visits", customer_id=CID, kind="visits", text="近 30 天只访问了 2 次"),
     Evidence(id="fact:returns", customer_id=CID, kind="returns",
              text="3 returns (120.50), 1 in the last 90 days"),
-    Evidence(id="fact:tenure", customer_id=CID, kind="tenure", text="成为客户已 400 天"),
+    Evidence(id="fact:tenure", customer_id=CID, kind="tenure", text="成为客户已 400 天 (400 days)"),
     Evidence(id="event:o1", customer_id=CID, kind="order",
              text="no order for 88 days; they usually order every 30 days"),
 ]}
@@ -389,6 +389,7 @@ def test_a_figure_said_of_the_wrong_thing_fails(text):
     "Returned 120.50 and silent for 88 days.",
     "3 returns worth 120.50 in all.",
     "客户已连续 400 天使用我们的产品。",  # names nothing the map knows: not judged
+    "They have been shopping with us for 400 days.",  # demo C00952 in session 29: tenure, not orders
     "It has been 88 days.",  # vague is not wrong
     '他们说"88 天没访问了"。',  # the customer's words are not the writer's claim
 ])
