@@ -11,7 +11,7 @@ const T = {
        added: "{n} reason(s) from the records: the LLM left a top driver out",
        failed: "Worded from the customer's records: the LLM's draft failed its checks",
        following: "The LLM's wording follows…", kept: "kept: ", cached: "cached",
-       low: "low", medium: "medium", high: "high", kinds: {},
+       low: "low", medium: "medium", high: "high", kinds: {}, channels: {}, costs: {}, measures: [],
        retracted: "The answer failed its checks and was replaced by the records."},
   zh: {title: "客户挽留助手", key: "API 密钥（客服）", find: "查找客户 id…", customers: "客户",
        risk: "流失风险", why: "原因与措施", timeline: "时间线", ask: "询问该客户",
@@ -25,6 +25,13 @@ const T = {
        low: "低", medium: "中", high: "高",
        kinds: {order: "下单", return: "退货", review: "评价", ticket: "客服工单", visit: "访问",
                cancel: "注销请求", note: "备注"},
+       channels: {email: "邮件", phone: "电话", sms: "短信", in_app: "应用内", support: "客服"},
+       costs: {low: "低", medium: "中", high: "高"},
+       // The measurement line the API writes in English (finetune.uplift, assistant.experiment).
+       measures: [["no measurement yet", "尚无测量结果"], ["measured: ", "已测量："],
+                  [" points retained", " 个百分点留存"], ["95% CI ", "95% 置信区间 "], [" to ", " 至 "],
+                  ["; for customers like this one: ", "；对与此类似的客户："],
+                  [" points expected", " 个百分点（预计）"]],
        retracted: "回答未通过检查，已替换为记录。"},
 };
 const t = (k) => (T[$("lang").value] || T.en)[k] ?? T.en[k];
@@ -87,6 +94,8 @@ const writer = (x) => x.fallback ? t("failed") : x.backend === "none" ? t("recor
   t("by_llm").replace("{b}", x.backend) +
   ((x.added || []).length ? " · " + t("added").replace("{n}", x.added.length) : "");
 
+const measure = (s) => t("measures").reduce((out, [en, here]) => out.split(en).join(here), String(s));
+
 function render(x, stage, note) {
   const ev = Object.fromEntries(x.evidence.map(e => [e.id, e]));
   const marks = (ids) => ids.flatMap(i => [i, ...((ev[i] && ev[i].events) || [])]);
@@ -100,9 +109,9 @@ function render(x, stage, note) {
     ${esc(r.text)}${cites(r) ? `<div class="cite">${cites(r)}</div>` : ""}</li>`).join("") +
     "</ol>" + (x.experiment && x.experiment.arm === "holdout" ?
       `<div class="holdout" id="holdout"><b>${esc(x.experiment.why.split(". ")[0])}.</b> ${esc(x.experiment.why.split(". ").slice(1).join(". "))}</div>` : "") +
-    "<ul>" + x.actions.map(a => `<li class="action"><b>${esc(a.playbook_id)}</b> (${esc(a.channel)}, ${esc(a.cost)} ${esc(t("cost"))}): ${esc(a.text)}
+    "<ul>" + x.actions.map(a => `<li class="action"><b>${esc(a.playbook_id)}</b> (${esc(t("channels")[a.channel] || a.channel)}, ${esc(t("costs")[a.cost] || a.cost)} ${esc(t("cost"))}): ${esc(a.text)}
     <div class="cite">${esc(a.why)}</div>
-    <div class="cite measure">${a.explored ? esc(t("randomised")) : ""}${esc(a.evidence)}</div>
+    <div class="cite measure">${a.explored ? esc(t("randomised")) : ""}${esc(measure(a.evidence))}</div>
     <button class="done" data-action="${esc(a.playbook_id)}" data-source="${a.explored ? "random" : "agent"}"
       data-channel="${esc(a.channel)}">${esc(t("done"))}</button></li>`).join("") + "</ul>" + by;
   for (const li of document.querySelectorAll(".reason")) li.onclick = () => highlight(li.dataset.ev.split(" "));

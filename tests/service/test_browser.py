@@ -195,6 +195,10 @@ def test_deterministic_reasons_come_first_then_the_llms_replace_them(served_llm)
         expect(page.locator("#explain[data-stage=final]")).to_be_visible(timeout=120_000)
         expect(page.locator("#explain li.reason").first).to_contain_text("LLM 认为")
         expect(page.locator("#riskbody .band")).to_have_text(re.compile("^[低中高]$"))
+        # The action's channel, cost and measurement line too (session 29 found them in English).
+        expect(page.locator("#explain .measure").first).to_contain_text("尚无测量结果")
+        action = page.inner_text("#explain li.action >> nth=0")
+        assert not re.search(r"\((?:email|phone|sms|in_app|support),|no measurement", action), action
         page.screenshot(path=str(SHOTS / "explain_zh.png"), full_page=True)
         browser.close()
     assert errors == [], errors
