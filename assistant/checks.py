@@ -226,6 +226,34 @@ def direction_problem(text: str, cited: list[Evidence], where: str) -> Problem |
     return None
 
 
+# The unit right after a figure: a span of days, or a count of things.
+UNIT = re.compile(r"\s*(天|日|days?\b|次|笔|个|条|times?\b|orders?\b|visits?\b|returns?\b"
+                  r"|tickets?\b|reviews?\b)", re.IGNORECASE)
+DAY_UNITS = {"天", "日", "day", "days"}
+
+
+def _unit(text: str, end: int) -> str | None:
+    m = UNIT.match(text, end)
+    return None if m is None else ("days" if m.group(1).lower() in DAY_UNITS else "count")
+
+
+def unit_problem(text: str, cited: list[Evidence], where: str) -> Problem | None:
+    """A count said as days or days as a count: "最近 2 天内退货 3 次" when the evidence's 2 is
+    "近 90 天 2 次" (two returns). A figure is judged only when the reason gives it a unit and
+    every place the cited evidence states it has one."""
+    own = unquoted(text)
+    for m in NUMBER.finditer(own):
+        said = _unit(own, m.end())
+        if said is None:
+            continue
+        value = numbers(m.group(0))
+        stated = [(_unit(e.text, n.end()), e) for e in cited for n in NUMBER.finditer(e.text)
+                  if numbers(n.group(0)) == value]
+        if stated and all(u is not None and u != said for u, _ in stated):
+            return Problem("wrong_unit", where=where, number=m.group(0), source=stated[0][1].text)
+    return None
+
+
 def subject_of(e: Evidence) -> str:
     """What an evidence item is about: a fact's name, or an event's kind."""
     return e.id.removeprefix("fact:") if e.id.startswith("fact:") else e.kind
@@ -327,7 +355,8 @@ def check_draft(draft: Draft, evidence: Mapping[str, Evidence], customer_id: str
                   prose_problem(reason.text, where), offer_problem(reason.text, offers, where),
                   risk_claim_problem(reason.text, band, where) if band else None,
                   subject_problem(reason.text, cited, where),
-                  direction_problem(reason.text, cited, where)):
+                  direction_problem(reason.text, cited, where),
+                  unit_problem(reason.text, cited, where)):
             if p:
                 problems.append(p)
     seen: set[str] = set()

@@ -402,7 +402,7 @@ def test_a_figure_said_of_what_it_counts_or_of_nothing_passes(text):
 def test_the_deterministic_driver_wording_passes_the_subject_check_in_both_languages():
     """Every template that states figures names what they count: the fallback and the reasons
     ``cover`` adds must pass the same check as the model."""
-    from assistant.checks import subject_problem
+    from assistant.checks import subject_problem, unit_problem
     from assistant.drivers import templates
 
     fields = {"recency": 88, "gap": 30, "n": 3, "amount": "120.50", "recent": 1, "stars": 2,
@@ -418,6 +418,7 @@ def test_the_deterministic_driver_wording_passes_the_subject_check_in_both_langu
             kind = next(v for k, v in subject.items() if name.startswith(k))
             evidence = Evidence(id=f"fact:{kind}", customer_id=CID, kind=kind, text=text)
             assert subject_problem(text, [evidence], "reason 1") is None, (lang, name, text)
+            assert unit_problem(text, [evidence], "reason 1") is None, (lang, name, text)
 
 
 RAISING = [Evidence(id="fact:visits", customer_id=CID, kind="visits",
@@ -457,3 +458,25 @@ def test_a_driver_said_to_work_as_it_does_or_without_a_direction_passes(text, ci
     from assistant.checks import direction_problem
 
     assert direction_problem(text, cited, "reason 1") is None
+
+
+RETURNS = [Evidence(id="fact:returns", customer_id=CID, kind="returns",
+                    text="共退货 3 次（120.50），其中近 90 天 2 次"),
+           Evidence(id="fact:recency", customer_id=CID, kind="recency",
+                    text="no order for 48 days; they usually order every 2 days")]
+
+
+@pytest.mark.parametrize("text,bad", [
+    ("客户在最近 2 天内退货 3 次。", True),  # session 29's demo C01449: 2 returns, said as 2 days
+    ("近 90 天退货 2 次，共 3 次。", False),
+    ("They returned 3 orders, 2 of them in the last 90 days.", False),  # "2 of": no unit said
+    ("No order for 48 days, though they used to order every 2 days.", False),  # 2 days is stated
+    ("3 天前退货。", True),
+])
+def test_a_count_said_as_days_fails(text, bad):
+    from assistant.checks import unit_problem
+
+    found = unit_problem(text, RETURNS[:1] if "退" in text else RETURNS, "reason 1")
+    assert (found is not None) == bad, found
+    if bad:
+        assert found.code == "wrong_unit" and found.params["number"] in found.say("zh")
