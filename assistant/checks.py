@@ -6,9 +6,9 @@ conditions do not hold, links or contact details (what injected instructions usu
 the wrong language, a claim about the risk contrary to the score ("low risk" at 72%), an offer no
 playbook action makes ("a 90% discount", even when a review the customer wrote says 90), evidence
 ids inside the prose, a driver said to lower the risk when the model counts it as raising it, a
-figure said of the wrong thing ("no visit for 88 days" when 88 counts
-the days since the last order), and leaving out what matters: every top driver must be cited by a reason.
-Problems read as plain English sentences and are worded in the draft's language for its one
+figure said of the wrong thing ("no visit for 88 days" when 88 counts the days since the last
+order) or in the wrong unit (a count said as days), and leaving out what matters: every top
+driver must be cited by a reason. Problems read as plain English sentences and are worded in the draft's language for its one
 retry (``Problem``, ``prompts/problems.yaml``).
 """
 
@@ -273,18 +273,15 @@ def subject_problem(text: str, cited: list[Evidence], where: str) -> Problem | N
     if not hits:
         return None
     breaks = [m.start() for m in CLAUSE_BREAK.finditer(own)]
+    known = set().union(*subjects_of.values())
 
     def clause(pos: int) -> int:
         return sum(b < pos for b in breaks)
 
     for m in NUMBER.finditer(own):
-        try:
-            value = round(float(m.group(0).replace(",", "")), 2)
-        except ValueError:
-            continue
-        sources = [e for e in cited if value in numbers(e.text)]
+        value = numbers(m.group(0))
+        sources = [e for e in cited if value and value <= numbers(e.text)]
         subjects = {subject_of(e) for e in sources}
-        known = set().union(*subjects_of.values())
         if not sources or not subjects <= known:
             continue  # invented (another check's) or about something no group names
         named = [h for h in hits if clause(h[0]) == clause(m.start())]
