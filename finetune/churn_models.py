@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -70,6 +71,19 @@ def early_stopping_rows(train: pd.DataFrame, val: pd.DataFrame) -> np.ndarray:
     if fresh.sum() >= MIN_EARLY_STOP and 0 < labels.sum() < len(labels):
         return fresh
     return np.ones(len(val), bool)
+
+
+def readable(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``frame`` a text model can score: those serialized (``evaluate.text_rows``
+    leaves a capped sample of validation with text, and nothing else of it)."""
+    if "text" not in frame or frame["text"].notna().all():
+        return frame
+    return frame[frame["text"].notna()].reset_index(drop=True)
+
+
+def reads_text(model: Any) -> bool:
+    """Whether ``model`` scores the serialized history: the encoders and the stacks over one."""
+    return isinstance(model, EncoderKind) or "encoder" in getattr(model, "inputs", ())
 
 
 def calibration_rows(fit: pd.DataFrame, val: pd.DataFrame,
@@ -146,7 +160,8 @@ class EncoderKind:
         if key not in self._cache:
             if len(self._cache) >= 4:
                 self._cache.pop(next(iter(self._cache)))
-            self._cache[key] = self.model.predict_logits(texts, numeric=self._numeric(X))
+            self._cache[key] = self.model.predict_logits(texts, numeric=self._numeric(X),
+                                                         progress=self.progress)
         return self._cache[key]
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:

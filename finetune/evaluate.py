@@ -21,7 +21,7 @@ from finetune.features import FEATURE_COLUMNS
 from finetune.labels import DAY, ChurnDefinition, data_bounds, plan_backtest
 from finetune.lora import LoraConfig
 from finetune.metrics import best_f1_threshold, evaluate_predictions, paired_bootstrap
-from finetune.selection import MAX_ENCODER_STACK_ROWS, MAX_STACK_ROWS
+from finetune.selection import MAX_ENCODER_STACK_ROWS, MAX_ENCODER_VAL_ROWS, MAX_STACK_ROWS
 from finetune.snapshots import backtest_snapshots
 
 TEXT_KINDS = ("encoder", "hybrid", "stack", "fused")
@@ -53,6 +53,9 @@ class EvaluateConfig:
     stack_max_rows: int | None = MAX_STACK_ROWS
     # The same when the encoder scores them (it is the cost): see MAX_ENCODER_STACK_ROWS.
     encoder_stack_max_rows: int | None = MAX_ENCODER_STACK_ROWS
+    # Validation rows a text model reads (whole customers, sampled); the test rows are never
+    # capped. See MAX_ENCODER_VAL_ROWS.
+    encoder_val_max_rows: int | None = MAX_ENCODER_VAL_ROWS
     step_progress: Callable[[int, int, str], None] | None = field(default=None, repr=False,
                                                                  compare=False)
 
@@ -86,21 +89,27 @@ def add_texts(events: pd.DataFrame, snaps: pd.DataFrame, lora: LoraConfig,
 
 
 def text_rows(snaps: pd.DataFrame, config: EvaluateConfig) -> np.ndarray:
-    """The snapshots a text model reads: every validation and test row, and of the fit rows
-    only the encoder's training sample and the stacking/calibration rows (``fit_models`` draws
-    the same ones). Serializing every fit snapshot took 41 of the 51 minutes a 25,000-customer
-    run had spent when it was stopped (243,140 fit snapshots), for 23,000 rows the encoder reads.
+    """The snapshots a text model reads: every test row, validation's rows up to
+    ``encoder_val_max_rows`` (whole customers), and of the fit rows only the encoder's training
+    sample and the stacking/calibration rows (``fit_models`` draws the same ones). Serializing
+    every fit snapshot took 41 of the 51 minutes a 25,000-customer run had spent when it was
+    stopped (243,140 fit snapshots), for 23,000 rows the encoder reads.
     """
     from finetune.churn_models import encoder_split
-    from finetune.selection import cap_customers
+    from finetune.sampling import cap_customers
 
     is_fit = (snaps["split"] == "fit").to_numpy()
     fit = snaps[is_fit]
     enc_fit, held_out = encoder_split(fit, config.encoder_max_examples, config.lora.seed)
     calib = cap_customers(fit, held_out, stack_cap(config, True), config.lora.seed)
     keep = fit.index.isin(enc_fit.index) | calib
-    out = ~is_fit
+    is_val = (snaps["split"] == "val").to_numpy()
+    val = snaps[is_val]
+    val_keep = cap_customers(val, np.ones(len(val), bool), config.encoder_val_max_rows,
+                             config.lora.seed)
+    out = ~(is_fit | is_val)
     out[np.flatnonzero(is_fit)[keep]] = True
+    out[np.flatnonzero(is_val)[val_keep]] = True
     return out
 
 
@@ -108,8 +117,9 @@ def fit_models(parts: dict[str, pd.DataFrame], config: EvaluateConfig,
                note: Callable[[str], None]) -> dict[str, Any]:
     """Fit the requested kinds. The stacks (``hybrid``, ``stack``, ``served``) reuse the fitted
     bases; ``served`` is chosen among them on validation (``finetune.selection``)."""
-    from finetune.churn_models import EncoderKind, calibration_rows, encoder_split
-    from finetune.selection import cap_customers, fit_served, fit_stack, stack_data
+    from finetune.churn_models import EncoderKind, calibration_rows, encoder_split, readable
+    from finetune.sampling import cap_customers
+    from finetune.selection import fit_served, fit_stack, stack_data
 
     fit, val = parts["fit"], parts["val"]
     y, y_val = fit["label"].to_numpy(), val["label"].to_numpy()
@@ -130,6 +140,10 @@ def fit_models(parts: dict[str, pd.DataFrame], config: EvaluateConfig,
         if missing:
             raise ValueError(f"{missing} fit rows the encoder reads were not serialized: "
                              "prepare and fit_models disagree on the encoder's rows")
+    # What the text models read of validation (a capped sample, ``text_rows``); the stacks are
+    # fitted and chosen on the same rows, so every candidate is judged on equal terms.
+    val_text = readable(val)
+    y_val_text = val_text["label"].to_numpy()
     for name in [k for k in MODEL_KINDS if k in needed and k not in STACK_KINDS]:
         note(f"fitting {name}")
         if name in ("encoder", "fused"):
@@ -138,7 +152,7 @@ def fit_models(parts: dict[str, pd.DataFrame], config: EvaluateConfig,
             ckpt = config.checkpoint_dir / name if config.checkpoint_dir else None
             assert enc_fit is not None
             fitted[name] = EncoderKind(lora, ckpt, progress=config.step_progress).fit(
-                enc_fit, enc_fit["label"].to_numpy(), val, y_val)
+                enc_fit, enc_fit["label"].to_numpy(), val_text, y_val_text)
         else:
             fitted[name] = make_baseline(name, config.definition.horizon, config.btyd).fit(  # type: ignore[attr-defined]
                 fit, y, val, y_val)
@@ -148,7 +162,7 @@ def fit_models(parts: dict[str, pd.DataFrame], config: EvaluateConfig,
             fitted[name].params.update(encoder_rows=len(enc_fit),
                                        encoder_customers=int(enc_fit["customer_id"].nunique()))
     if text_fitted and calib_mask.any():  # else the encoders keep validation's calibration
-        frames, labels = calibration_rows(fit, val, calib_mask)
+        frames, labels = calibration_rows(fit, val_text, calib_mask)
         note(f"calibrating on {sum(len(f) for f in frames)} held-out rows")
         for name in ("encoder", "fused"):
             if name in fitted:
@@ -157,7 +171,7 @@ def fit_models(parts: dict[str, pd.DataFrame], config: EvaluateConfig,
     if stacks:
         note("fitting the stacks" + (" and choosing the served model on validation"
                                      if "served" in stacks and not config.served_inputs else ""))
-        data = stack_data(fitted, fit, val, calib_mask, enc_fit, config.definition.horizon,
+        data = stack_data(fitted, fit, val_text, calib_mask, enc_fit, config.definition.horizon,
                           select="served" in stacks and not config.served_inputs)
         for name in stacks:
             if name == "served":
@@ -174,11 +188,14 @@ def score_models(models: dict[str, Any], names: tuple[str, ...], val: pd.DataFra
     Each model's AUC gap to LightGBM comes with an interval from resamples shared by every model,
     so "hybrid beats LightGBM by 0.01" can be told apart from noise on a few thousand customers.
     """
+    from finetune.churn_models import readable, reads_text
+
     out: dict[str, dict] = {}
     preds = test[["customer_id", "cutoff", "label"]].copy()
     for name in names:
         model = models[name]
-        threshold = best_f1_threshold(val["label"].to_numpy(), model.predict_proba(val))
+        seen = readable(val) if reads_text(model) else val  # a text model's capped sample
+        threshold = best_f1_threshold(seen["label"].to_numpy(), model.predict_proba(seen))
         preds[name] = model.predict_proba(test)
         metrics = evaluate_predictions(test["label"].to_numpy(), preds[name].to_numpy(), threshold)
         if getattr(model, "params", None):

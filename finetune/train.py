@@ -173,15 +173,19 @@ def refit(events: pd.DataFrame, config: EvaluateConfig, chosen: tuple[str, ...],
     models = fit_models(parts, config, note)
     if "encoder" not in models:
         models["encoder"] = backtest["encoder"]
-    val = parts["val"]
     from sklearn.metrics import roc_auc_score
 
+    from finetune.churn_models import readable, reads_text
+
+    # a text model reads a capped sample of validation (``evaluate.text_rows``)
+    val = {k: readable(parts["val"]) if reads_text(models[k]) else parts["val"] for k in kinds}
+    scores = {k: models[k].predict_proba(val[k]) for k in kinds}
     info = {"refit": True, **{k: v for k, v in plan.to_dict().items() if k != "test_cutoff"},
-            "n_fit": len(parts["fit"]), "n_val": len(val), "encoder_refit": "encoder" in kinds,
-            "thresholds": {k: best_f1_threshold(val["label"].to_numpy(),
-                                                models[k].predict_proba(val))
+            "n_fit": len(parts["fit"]), "n_val": len(parts["val"]),
+            "encoder_refit": "encoder" in kinds,
+            "thresholds": {k: best_f1_threshold(val[k]["label"].to_numpy(), scores[k])
                            for k in kinds},
-            "validation_auc": {k: float(roc_auc_score(val["label"], models[k].predict_proba(val)))
+            "validation_auc": {k: float(roc_auc_score(val[k]["label"], scores[k]))
                                for k in kinds}}
     return models, info
 
@@ -253,6 +257,7 @@ def train(events: pd.DataFrame, config: EvaluateConfig, root: Path, dataset: str
     result = result_header(dataset, config, parts, plan)
     result["encoder"] = config.lora.to_dict()
     models = fit_models(parts, config, note)
+    note(f"scoring the test cutoff ({len(parts['test']):,} customers, every model)")
     result["models"], _ = score_models(models, config.models, parts["val"], parts["test"])
     signature = data_signature(events)
     protocol = _protocol(config, result["test_cutoff"])

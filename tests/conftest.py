@@ -53,6 +53,8 @@ def trained_model(tmp_path_factory, synthetic) -> Path:
                             lora=LoraConfig(max_tokens=64, max_steps=24, batch_size=16,
                                             eval_every=24, eval_examples=128),
                             encoder_max_examples=384,
+                            # fewer than validation's rows: the text models read a sample of it
+                            encoder_val_max_rows=150,
                             # every input, so the shared model exercises every attribution path
                             served_inputs=("encoder", "lightgbm", "logreg"))
     # The backtest fit is published (no refit: it would double this fixture's time);

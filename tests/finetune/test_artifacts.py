@@ -34,3 +34,17 @@ def test_a_model_path_may_be_a_string_and_a_missing_one_is_named(trained_model, 
     assert TrainedModel.load(str(trained_model)).directory == resolve_version_dir(trained_model)
     with pytest.raises(ModelNotFound, match="no model at .*nowhere"):
         TrainedModel.load(str(tmp_path / "nowhere"))
+
+
+def test_the_text_models_read_a_capped_sample_of_validation_and_all_of_the_test(trained_model):
+    """The shared model was trained with ``encoder_val_max_rows=150``, fewer than validation's
+    rows: the encoder stopped and the served stack was chosen on that sample (every candidate on
+    the same rows) and the stacking rows pooled with it are those of the sample."""
+    import json
+
+    from finetune.artifacts import resolve_version_dir
+
+    metrics = json.loads((resolve_version_dir(trained_model) / "metrics.json").read_text())
+    assert metrics["n_val"] > 150
+    assert metrics["models"]["served"]["params"]["stack_rows"]["validation"] <= 150
+    assert metrics["models"]["encoder"]["params"]["early_stopping_rows"] <= 150

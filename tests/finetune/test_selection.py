@@ -11,10 +11,10 @@ from finetune.baselines import BGNBDBaseline, LightGBMBaseline, LogRegBaseline
 from finetune.churn_models import StackKind
 from finetune.evaluate import EvaluateConfig, fit_models, prepare
 from finetune.labels import ChurnDefinition, labels_end_by
+from finetune.sampling import cap_customers
 from finetune.selection import (
     StackData,
     candidates,
-    cap_customers,
     choose_inputs,
     stack_data,
 )
@@ -147,8 +147,9 @@ def test_evaluate_serves_the_winner_and_it_saves_and_loads(parts, tmp_path):
 
 
 def test_only_the_snapshots_a_text_model_reads_are_serialized(synthetic):
-    """Serialization cost follows what the encoder reads (its sample and the capped stacking
-    rows), not customers x cutoffs; fit_models refuses to run on rows that were skipped."""
+    """Serialization cost follows what the encoder reads (its sample, the capped stacking rows
+    and a capped sample of validation), not customers x cutoffs; every test row is read, and
+    fit_models refuses to run on fit rows that were skipped."""
     from finetune.churn_models import encoder_split
     from finetune.evaluate import text_rows
     from finetune.labels import plan_backtest
@@ -156,12 +157,19 @@ def test_only_the_snapshots_a_text_model_reads_are_serialized(synthetic):
 
     events, _ = synthetic
     config = EvaluateConfig(definition=ChurnDefinition(horizon=HORIZON),
-                            encoder_max_examples=300, stack_max_rows=500)
+                            encoder_max_examples=300, stack_max_rows=500,
+                            encoder_val_max_rows=100)
     plan = plan_backtest(events, config.definition, step=config.step)
     snaps = backtest_snapshots(events, plan, config.definition)
     rows = text_rows(snaps, config)
     is_fit = (snaps["split"] == "fit").to_numpy()
-    assert rows[~is_fit].all()
+    is_val = (snaps["split"] == "val").to_numpy()
+    assert rows[(snaps["split"] == "test").to_numpy()].all()
+    read = snaps[is_val & rows]
+    assert 50 < len(read) <= 100 < is_val.sum()
+    # whole customers: a customer's every validation row is read, or none is
+    val_ids = snaps.loc[is_val, "customer_id"]
+    assert val_ids[val_ids.isin(read["customer_id"])].index.isin(read.index).all()
     assert 300 < rows[is_fit].sum() <= 800 < is_fit.sum()
     fit = snaps[is_fit].reset_index(drop=True)
     enc_fit, _ = encoder_split(fit, 300, config.lora.seed)
