@@ -281,9 +281,11 @@ class EncoderChurnModel:
     # ---- inference ----------------------------------------------------------------------------
     @torch.inference_mode()
     def _logits(self, ids: list[list[int]], device: torch.device, batch_size: int = 64,
-                numeric: np.ndarray | None = None,
-                model: ChurnClassifier | None = None) -> np.ndarray:
-        """``model`` defaults to the trainable network (training's own validation)."""
+                numeric: np.ndarray | None = None, model: ChurnClassifier | None = None,
+                progress: Progress | None = None) -> np.ndarray:
+        """``model`` defaults to the trainable network (training's own validation);
+        ``progress(done, total, "scoring")`` after each batch (a backtest scores tens of
+        thousands of rows: 15 silent minutes at 25,000 customers on 2 cores)."""
         net = model if model is not None else self.model
         assert net is not None
         net.eval()
@@ -296,6 +298,8 @@ class EncoderChurnModel:
             num = torch.as_tensor(numeric[idx], device=device) if numeric is not None else None
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 out[idx] = net(input_ids, mask, num).float().cpu().numpy()
+            if progress:
+                progress(min(start + batch_size, len(order)), len(order), "scoring")
         return out
 
     def scoring_model(self) -> ChurnClassifier:
@@ -314,11 +318,12 @@ class EncoderChurnModel:
         return self._merged
 
     def predict_logits(self, texts: Sequence[str], batch_size: int | None = None,
-                       numeric: np.ndarray | None = None) -> np.ndarray:
+                       numeric: np.ndarray | None = None,
+                       progress: Progress | None = None) -> np.ndarray:
         device = next(self.model.parameters()).device  # type: ignore[union-attr]
         return self._logits(self._encode(texts), device, batch_size or self.score_batch_size,
                             numeric=self._numeric(numeric, len(texts)),
-                            model=self.scoring_model())
+                            model=self.scoring_model(), progress=progress)
 
     # ---- persistence --------------------------------------------------------------------------
     def save(self, directory: Path) -> None:
