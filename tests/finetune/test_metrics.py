@@ -100,3 +100,27 @@ def test_paired_bootstrap_rejects_unknown_reference(scores):
     y, p = scores
     with pytest.raises(ValueError, match="reference model 'lgbm'"):
         paired_bootstrap(y, {"a": p}, reference="lgbm", n_boot=10)
+
+
+def test_paired_bootstrap_equals_resampling_the_customers_one_by_one():
+    """The bootstrap weighs each customer by how often a resample drew them (no sort per
+    model per resample); its intervals equal sorting each resample, ties and p = 1.0 included."""
+    from finetune.metrics import _rank_auc, paired_bootstrap
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 400)
+    probs = {"ties": np.round(rng.random(400) * 0.6 + 0.4 * y, 1),
+             "smooth": np.clip(rng.random(400) * 0.7 + 0.3 * y, 0, 1)}
+    out = paired_bootstrap(y, probs, reference="smooth", n_boot=200, seed=4)
+    draws = np.random.default_rng(4)
+    aucs, eces = {k: [] for k in probs}, {k: [] for k in probs}
+    for _ in range(200):
+        idx = draws.integers(0, len(y), len(y))
+        for k, p in probs.items():
+            aucs[k].append(_rank_auc(y[idx], p[idx]))
+            eces[k].append(expected_calibration_error(y[idx], p[idx]))
+    for k in probs:
+        assert out[k]["auc_ci"] == pytest.approx(np.percentile(aucs[k], [2.5, 97.5]), abs=1e-12)
+        assert out[k]["ece_ci"] == pytest.approx(np.percentile(eces[k], [2.5, 97.5]), abs=1e-12)
+    diff = np.array(aucs["ties"]) - np.array(aucs["smooth"])
+    assert out["ties"]["auc_diff_ci"] == pytest.approx(np.percentile(diff, [2.5, 97.5]), abs=1e-12)
