@@ -270,6 +270,13 @@ def purged_rows(X: pd.DataFrame, y: np.ndarray, X_val: pd.DataFrame,
     return mask
 
 
+# LightGBM's grid (six settings, each early-stopped, twice: with and without BG/NBD's features)
+# learns from at most this many purged fit rows, whole customers sampled; the chosen model then
+# learns from every fit row. At 250,000 customers the grid on all 2.2 million purged rows took
+# 1,752 of the run's 3,308 s; the 25,000-customer logs and every real log reported stay below it.
+MAX_TUNING_ROWS = 300_000
+
+
 @dataclass
 class LightGBMBaseline(ReadsBTYD):
     """Gradient-boosted trees, tuned on a small grid and early-stopped on validation AUC."""
@@ -282,6 +289,7 @@ class LightGBMBaseline(ReadsBTYD):
     seed: int = 0
     n_jobs: int = 2
     btyd: bool | None = None  # BG/NBD features: None chooses on validation (``_fit_choosing``)
+    max_tuning_rows: int | None = MAX_TUNING_ROWS
     model: object | None = None
     params: dict = field(default_factory=dict)
     btyd_: BTYDFeatures | None = None
@@ -311,7 +319,8 @@ class LightGBMBaseline(ReadsBTYD):
         The choice is made on purged rows: fit snapshots whose label window reaches into the
         validation window share their future with it (the same customer, the same weeks), so
         validation would reward trees that memorise customers. Only cutoffs at least one
-        horizon before validation take part in the choice; the final model learns from all."""
+        horizon before validation take part in the choice, at most ``max_tuning_rows`` of them
+        (whole customers); the final model learns from all."""
         import warnings
 
         import lightgbm as lgb
@@ -322,8 +331,12 @@ class LightGBMBaseline(ReadsBTYD):
             self.model = self._classifier(n_estimators=300).fit(self.design(X), y)
             self.params = {"n_estimators": 300, "val_auc": 0.0}
             return self
+        from finetune.sampling import cap_customers
+
         mask = purged_rows(X, np.asarray(y), X_val, self.horizon)
-        Xp, yp = (X[mask], y[mask]) if mask is not None else (X, y)
+        tune = cap_customers(X, np.ones(len(X), bool) if mask is None else mask,
+                             self.max_tuning_rows, self.seed)
+        Xp, yp = X[tune], np.asarray(y)[tune]
         Dp, D_val = self.design(Xp), self.design(X_val)
         keys = list(self.grid)
         best: tuple[float, dict] = (-1.0, {})
@@ -345,7 +358,8 @@ class LightGBMBaseline(ReadsBTYD):
         chosen = best[1]
         self.model = self._estimator(chosen).fit(self.design(X), y)
         self.params = {**chosen, "val_auc": best[0],
-                       "purged_rows": int(len(X) - len(Xp))}
+                       "purged_rows": int(len(X) - (len(X) if mask is None else mask.sum())),
+                       "tuning_rows": int(tune.sum())}
         return self
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:

@@ -76,3 +76,35 @@ def test_cross_fitting_fits_only_as_many_models_as_the_wanted_rows_need():
     _cross_fit(Recording, X, y, groups, 5)
     assert [everyone - g for g in learnt] == [set(groups[t]) for _, t in
                                              GroupKFold(5).split(X, y, groups)]
+
+
+def test_lightgbm_tunes_on_a_capped_sample_of_customers_and_learns_from_every_row(parts,
+                                                                                 monkeypatch):
+    """Past ``max_tuning_rows`` purged rows the grid learns from a sample of whole customers
+    (its cost stops growing with the log); the chosen model still learns from every fit row,
+    and a cap above the purged rows changes nothing."""
+    import lightgbm as lgb
+
+    from finetune.baselines import purged_rows
+
+    fit, val = parts["fit"], parts["val"]
+    y, y_val = fit["label"].to_numpy(), val["label"].to_numpy()
+    purged = purged_rows(fit, y, val, 90)
+    full = LightGBMBaseline(horizon=90, btyd=False).fit(fit, y, val, y_val)
+    assert full.params["tuning_rows"] == purged.sum() == len(fit) - full.params["purged_rows"]
+    same = LightGBMBaseline(horizon=90, btyd=False, max_tuning_rows=int(purged.sum())).fit(
+        fit, y, val, y_val)
+    np.testing.assert_array_equal(same.predict_proba(val), full.predict_proba(val))
+    capped = LightGBMBaseline(horizon=90, btyd=False, max_tuning_rows=200)
+    seen = []
+    real_fit = lgb.LGBMClassifier.fit
+
+    def recording_fit(self, X, *args, **kwargs):  # which rows each LightGBM fit learnt from
+        seen.append(len(X))
+        return real_fit(self, X, *args, **kwargs)
+
+    monkeypatch.setattr(lgb.LGBMClassifier, "fit", recording_fit)
+    capped.fit(fit, y, val, y_val)
+    assert 0 < capped.params["tuning_rows"] <= 200 < purged.sum()
+    assert capped.params["purged_rows"] == full.params["purged_rows"]
+    assert set(seen[:-1]) == {capped.params["tuning_rows"]} and seen[-1] == len(fit)
