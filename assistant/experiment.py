@@ -101,6 +101,7 @@ class RankedAction:
     measured: bool
     evidence: str  # "measured: +4.1 points retained, 95% CI 1.2 to 7.0, n=1,240", or not yet
     uplift: float | None = None
+    measurement: dict | None = None  # the evidence's figures (``ActionEffect.points``)
 
 
 def rank(actions: Sequence[Action], effects: Mapping[str, ActionEffect],
@@ -117,7 +118,7 @@ def rank(actions: Sequence[Action], effects: Mapping[str, ActionEffect],
         if effect.ci_high < 0:
             continue
         gain = effect.uplift * value_per_customer - effect.cost_per_customer
-        item = RankedAction(action, True, effect.label(), effect.uplift)
+        item = RankedAction(action, True, effect.label(), effect.uplift, effect.points())
         (paying if gain > 0 else not_paying).append((gain, item))
     paying.sort(key=lambda g: -g[0])
     return [i for _, i in paying] + unmeasured + [i for _, i in not_paying]
@@ -144,7 +145,8 @@ def personalised(ranked: list[RankedAction], policy: UpliftModel,
     k = ids.index(rec["action_id"])
     first = ranked[k]
     if first.measured:
+        expected = round(100 * float(rec["expected_uplift"]), 1)
         first = RankedAction(first.action, True, f"{first.evidence}; for customers like this "
-                             f"one: {100 * rec['expected_uplift']:+.1f} points expected",
-                             first.uplift)
+                             f"one: {expected:+.1f} points expected", first.uplift,
+                             {**(first.measurement or {}), "expected_points": expected})
     return [first] + ranked[:k] + ranked[k + 1:]

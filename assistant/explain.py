@@ -227,6 +227,7 @@ class Assistant:
                 channel=self.playbook[a.id].channel, cost=self.playbook[a.id].cost,
                 measured=info[a.id].measured if a.id in info else False,
                 evidence=info[a.id].evidence if a.id in info else "no measurement yet",
+                measurement=info[a.id].measurement if a.id in info else None,
                 explored=a.id == first_explored) for a in draft.actions],
             experiment=(ExperimentArm(**assignment.to_dict())
                         if assignment is not None and assignment.arm in (HOLDOUT, "explore")

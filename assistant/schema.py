@@ -39,6 +39,19 @@ class Reason(BaseModel):
     evidence: list[str] = Field(min_length=1)
 
 
+class Measurement(BaseModel):
+    """An action's effect measured against the randomised holdout, in percentage points of
+    customers retained. The page words it in the agent's language from these fields;
+    ``SuggestedAction.evidence`` keeps the English line for logs and older clients."""
+
+    uplift_points: float
+    ci_low_points: float
+    ci_high_points: float
+    n: int = Field(ge=0)  # customers who got the action
+    # the learned policy's expected uplift for customers like this one, when it chose the action
+    expected_points: float | None = None
+
+
 class SuggestedAction(BaseModel):
     playbook_id: str
     text: str
@@ -47,6 +60,7 @@ class SuggestedAction(BaseModel):
     cost: str = ""
     measured: bool = False  # ranked by its measured effect (else by the playbook's priority)
     evidence: str = "no measurement yet"  # "measured: +4.1 points retained, 95% CI ..., n=..."
+    measurement: Measurement | None = None  # the same, as numbers (None: not measured yet)
     explored: bool = False  # drawn at random for the experiment (record it as source=random)
 
 

@@ -141,6 +141,13 @@ class ActionEffect:
         return (f"measured: {100 * self.uplift:+.1f} points retained, 95% CI "
                 f"{100 * self.ci_low:.1f} to {100 * self.ci_high:.1f}, n={self.n:,}")
 
+    def points(self) -> dict[str, float | int]:
+        """The figures of ``label`` as numbers (``assistant.schema.Measurement``), rounded as
+        ``label`` rounds them so the two never disagree."""
+        return {"uplift_points": round(100 * self.uplift, 1),
+                "ci_low_points": round(100 * self.ci_low, 1),
+                "ci_high_points": round(100 * self.ci_high, 1), "n": int(self.n)}
+
     def to_dict(self) -> dict:
         return asdict(self)
 

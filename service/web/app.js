@@ -11,7 +11,10 @@ const T = {
        added: "{n} reason(s) from the records: the LLM left a top driver out",
        failed: "Worded from the customer's records: the LLM's draft failed its checks",
        following: "The LLM's wording follows…", kept: "kept: ", cached: "cached",
-       low: "low", medium: "medium", high: "high", kinds: {}, channels: {}, costs: {}, measures: [],
+       low: "low", medium: "medium", high: "high", kinds: {}, channels: {}, costs: {},
+       unmeasured: "no measurement yet",
+       measured: "measured: {u} points retained, 95% CI {lo} to {hi}, n={n}",
+       expected: "; for customers like this one: {e} points expected",
        retracted: "The answer failed its checks and was replaced by the records."},
   zh: {title: "客户挽留助手", key: "API 密钥（客服）", find: "查找客户 id…", customers: "客户",
        risk: "流失风险", why: "原因与措施", timeline: "时间线", ask: "询问该客户",
@@ -27,11 +30,9 @@ const T = {
                cancel: "注销请求", note: "备注"},
        channels: {email: "邮件", phone: "电话", sms: "短信", in_app: "应用内", support: "客服"},
        costs: {low: "低", medium: "中", high: "高"},
-       // The measurement line the API writes in English (finetune.uplift, assistant.experiment).
-       measures: [["no measurement yet", "尚无测量结果"], ["measured: ", "已测量："],
-                  [" points retained", " 个百分点留存"], ["95% CI ", "95% 置信区间 "], [" to ", " 至 "],
-                  ["; for customers like this one: ", "；对与此类似的客户："],
-                  [" points expected", " 个百分点（预计）"]],
+       unmeasured: "尚无测量结果",
+       measured: "已测量：留存 {u} 个百分点，95% 置信区间 {lo} 至 {hi}，n={n}",
+       expected: "；对与此类似的客户：预计 {e} 个百分点",
        retracted: "回答未通过检查，已替换为记录。"},
 };
 const t = (k) => (T[$("lang").value] || T.en)[k] ?? T.en[k];
@@ -94,7 +95,13 @@ const writer = (x) => x.fallback ? t("failed") : x.backend === "none" ? t("recor
   t("by_llm").replace("{b}", x.backend) +
   ((x.added || []).length ? " · " + t("added").replace("{n}", x.added.length) : "");
 
-const measure = (s) => t("measures").reduce((out, [en, here]) => out.split(en).join(here), String(s));
+// An action's measured effect, worded here from the API's numbers (``measurement``).
+const signed = (v) => (v >= 0 ? "+" : "") + v.toFixed(1);
+const fill = (s, vals) => Object.entries(vals).reduce((out, [k, v]) => out.split(`{${k}}`).join(v), s);
+const measure = (m) => !m ? t("unmeasured") :
+  fill(t("measured"), {u: signed(m.uplift_points), lo: m.ci_low_points.toFixed(1),
+                       hi: m.ci_high_points.toFixed(1), n: m.n.toLocaleString("en-US")}) +
+  (m.expected_points == null ? "" : fill(t("expected"), {e: signed(m.expected_points)}));
 
 function render(x, stage, note) {
   const ev = Object.fromEntries(x.evidence.map(e => [e.id, e]));
@@ -111,7 +118,7 @@ function render(x, stage, note) {
       `<div class="holdout" id="holdout"><b>${esc(x.experiment.why.split(". ")[0])}.</b> ${esc(x.experiment.why.split(". ").slice(1).join(". "))}</div>` : "") +
     "<ul>" + x.actions.map(a => `<li class="action"><b>${esc(a.playbook_id)}</b> (${esc(t("channels")[a.channel] || a.channel)}, ${esc(t("costs")[a.cost] || a.cost)} ${esc(t("cost"))}): ${esc(a.text)}
     <div class="cite">${esc(a.why)}</div>
-    <div class="cite measure">${a.explored ? esc(t("randomised")) : ""}${esc(measure(a.evidence))}</div>
+    <div class="cite measure">${a.explored ? esc(t("randomised")) : ""}${esc(measure(a.measurement))}</div>
     <button class="done" data-action="${esc(a.playbook_id)}" data-source="${a.explored ? "random" : "agent"}"
       data-channel="${esc(a.channel)}">${esc(t("done"))}</button></li>`).join("") + "</ul>" + by;
   for (const li of document.querySelectorAll(".reason")) li.onclick = () => highlight(li.dataset.ev.split(" "));

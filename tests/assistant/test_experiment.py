@@ -61,3 +61,32 @@ def test_ranking_uses_measurements_only_above_the_minimum_sample():
     assert [r.action.id for r in many] == ["winback_email", "apology_replacement",
                                            "personal_coupon"]
     assert many[0].evidence == ("measured: +4.1 points retained, 95% CI 1.2 to 7.1, n=1,240")
+    # ... and as numbers, rounded as the line rounds them (the page words them per language)
+    assert many[0].measurement == {"uplift_points": 4.1, "ci_low_points": 1.2,
+                                   "ci_high_points": 7.1, "n": 1240}
+    assert all(r.measurement is None for r in many[1:])
+
+
+def test_the_learned_policy_goes_first_with_the_uplift_it_expects():
+    """For a measured action the learned policy picks, the line and the numbers both carry
+    the uplift expected for customers like this one."""
+    from types import SimpleNamespace
+
+    from assistant.experiment import personalised
+
+    class Policy:  # UpliftModel.recommend's contract, for one customer
+        def recommend(self, features: pd.DataFrame, allowed: dict) -> pd.DataFrame:
+            assert allowed == {"C1": ["winback_email", "feedback_survey", "apology_replacement"]}
+            return pd.DataFrame({"action_id": ["feedback_survey"], "expected_uplift": [0.0349]},
+                                index=features.index)
+
+    book = Playbook.load()
+    ranked = rank([book[a] for a in ("apology_replacement", "winback_email", "feedback_survey")],
+                  {"winback_email": _effect("winback_email", 0.041, 1240, lo=0.012),
+                   "feedback_survey": _effect("feedback_survey", 0.02, 900, lo=0.001)}, 100.0)
+    scored = SimpleNamespace(customer_id="C1", features=pd.Series({"orders_90d": 2.0}))
+    first = personalised(ranked, Policy(), scored)[0]  # type: ignore[arg-type]
+    assert first.action.id == "feedback_survey"
+    assert first.evidence.endswith("; for customers like this one: +3.5 points expected")
+    assert first.measurement == {"uplift_points": 2.0, "ci_low_points": 0.1,
+                                 "ci_high_points": 5.0, "n": 900, "expected_points": 3.5}

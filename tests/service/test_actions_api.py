@@ -152,6 +152,14 @@ def test_effects_are_measured_from_events_and_shown_beside_actions(api):
         x = client.get(f"/v1/customers/{cid}/explanation", headers=auth(keys["agent"])).json()
         suggested += x["actions"]
     measured = [a for a in suggested if a["measured"]]
+    assert measured, suggested
     assert all(a["evidence"].startswith("measured: ") and "n=" in a["evidence"]
                for a in measured)
+    # ... as numbers too, the same figures the English line states (the page words them)
+    for a in measured:
+        m = a["measurement"]
+        assert a["evidence"].startswith(f"measured: {m['uplift_points']:+.1f} points retained, "
+                                        f"95% CI {m['ci_low_points']:.1f} to "
+                                        f"{m['ci_high_points']:.1f}, n={m['n']:,}"), a
+    assert all(a["measurement"] is None for a in suggested if not a["measured"])
     assert all(a["playbook_id"] in ("winback_email", "feedback_survey") for a in measured)

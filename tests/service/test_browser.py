@@ -160,6 +160,10 @@ def test_holdout_banner_and_done_button(tmp_path_factory, trained_model, synthet
         thread.join(timeout=10)
 
 
+# A measured action as the API sends it (assistant.schema.Measurement): the page words it.
+MEASURED = "{uplift_points: 4.1, ci_low_points: -1.2, ci_high_points: 7, n: 1240, expected_points: 3.5}"
+
+
 def test_deterministic_reasons_come_first_then_the_llms_replace_them(served_llm):
     """The page shows the deterministic reasons while the (scripted, slow) LLM writes, then
     replaces them with its checked wording; Chinese labels when zh is chosen."""
@@ -188,6 +192,9 @@ def test_deterministic_reasons_come_first_then_the_llms_replace_them(served_llm)
             "Worded by the LLM (scripted) and checked against the records")
         expect(page.locator("#explain li.reason").first).to_contain_text("The LLM notes")
         page.screenshot(path=str(SHOTS / "explain_llm.png"), full_page=True)
+        assert page.evaluate(f"measure({MEASURED})") == (
+            "measured: +4.1 points retained, 95% CI -1.2 to 7.0, n=1,240; for customers like "
+            "this one: +3.5 points expected")
         # The agent's language: every label in Chinese.
         page.select_option("#lang", "zh")
         expect(page.locator("h2").first).to_have_text("客户")
@@ -199,6 +206,10 @@ def test_deterministic_reasons_come_first_then_the_llms_replace_them(served_llm)
         expect(page.locator("#explain .measure").first).to_contain_text("尚无测量结果")
         action = page.inner_text("#explain li.action >> nth=0")
         assert not re.search(r"\((?:email|phone|sms|in_app|support),|no measurement", action), action
+        # A measured action is worded from the API's numbers, in the agent's language: the same
+        # figures as the English line the API keeps (finetune.uplift.ActionEffect.label).
+        assert page.evaluate(f"measure({MEASURED})") == (
+            "已测量：留存 +4.1 个百分点，95% 置信区间 -1.2 至 7.0，n=1,240；对与此类似的客户：预计 +3.5 个百分点")
         page.screenshot(path=str(SHOTS / "explain_zh.png"), full_page=True)
         browser.close()
     assert errors == [], errors
