@@ -81,9 +81,11 @@ def readable(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[frame["text"].notna()].reset_index(drop=True)
 
 
-def reads_text(model: Any) -> bool:
-    """Whether ``model`` scores the serialized history: the encoders and the stacks over one."""
-    return isinstance(model, EncoderKind) or "encoder" in getattr(model, "inputs", ())
+def rows_for(model: Any, frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``frame`` that ``model`` can score: what was serialized when it reads the
+    history (the encoders and the stacks over one), every row otherwise."""
+    reads_text = isinstance(model, EncoderKind) or "encoder" in getattr(model, "inputs", ())
+    return readable(frame) if reads_text else frame
 
 
 def calibration_rows(fit: pd.DataFrame, val: pd.DataFrame,

@@ -188,13 +188,13 @@ def score_models(models: dict[str, Any], names: tuple[str, ...], val: pd.DataFra
     Each model's AUC gap to LightGBM comes with an interval from resamples shared by every model,
     so "hybrid beats LightGBM by 0.01" can be told apart from noise on a few thousand customers.
     """
-    from finetune.churn_models import readable, reads_text
+    from finetune.churn_models import rows_for
 
     out: dict[str, dict] = {}
     preds = test[["customer_id", "cutoff", "label"]].copy()
     for name in names:
         model = models[name]
-        seen = readable(val) if reads_text(model) else val  # a text model's capped sample
+        seen = rows_for(model, val)  # a text model's capped sample
         threshold = best_f1_threshold(seen["label"].to_numpy(), model.predict_proba(seen))
         preds[name] = model.predict_proba(test)
         metrics = evaluate_predictions(test["label"].to_numpy(), preds[name].to_numpy(), threshold)

@@ -13,7 +13,6 @@ import numpy as np
 from scipy.stats import rankdata
 from sklearn.metrics import average_precision_score, brier_score_loss, f1_score, roc_auc_score
 
-
 N_BINS = 10
 
 

@@ -175,10 +175,10 @@ def refit(events: pd.DataFrame, config: EvaluateConfig, chosen: tuple[str, ...],
         models["encoder"] = backtest["encoder"]
     from sklearn.metrics import roc_auc_score
 
-    from finetune.churn_models import readable, reads_text
+    from finetune.churn_models import rows_for
 
     # a text model reads a capped sample of validation (``evaluate.text_rows``)
-    val = {k: readable(parts["val"]) if reads_text(models[k]) else parts["val"] for k in kinds}
+    val = {k: rows_for(models[k], parts["val"]) for k in kinds}
     scores = {k: models[k].predict_proba(val[k]) for k in kinds}
     info = {"refit": True, **{k: v for k, v in plan.to_dict().items() if k != "test_cutoff"},
             "n_fit": len(parts["fit"]), "n_val": len(parts["val"]),
