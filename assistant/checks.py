@@ -7,9 +7,10 @@ the wrong language, a claim about the risk contrary to the score ("low risk" at 
 playbook action makes ("a 90% discount", even when a review the customer wrote says 90), evidence
 ids inside the prose, a driver said to lower the risk when the model counts it as raising it, a
 figure said of the wrong thing ("no visit for 88 days" when 88 counts the days since the last
-order) or in the wrong unit (a count said as days), and leaving out what matters: every top
-driver must be cited by a reason. Problems read as plain English sentences and are worded in the draft's language for its one
-retry (``Problem``, ``prompts/problems.yaml``).
+order) or in the wrong unit (a count said as days), saying something did not happen when the
+evidence counts it, a guessed cause or feeling said as a reason, and leaving out what matters:
+every top driver must be cited by a reason. Problems read as plain English sentences and are
+worded in the draft's language for its one retry (``Problem``, ``prompts/problems.yaml``).
 """
 
 from __future__ import annotations
@@ -228,7 +229,7 @@ def direction_problem(text: str, cited: list[Evidence], where: str) -> Problem |
 
 # The unit right after a figure: a span of days, or a count of things.
 UNIT = re.compile(r"\s*(天|日|days?\b|次|笔|个|条|times?\b|orders?\b|visits?\b|returns?\b"
-                  r"|tickets?\b|reviews?\b)", re.IGNORECASE)
+                  r"|(?:support\s+)?tickets?\b|reviews?\b)", re.IGNORECASE)
 DAY_UNITS = {"天", "日", "day", "days"}
 
 
@@ -252,6 +253,68 @@ def unit_problem(text: str, cited: list[Evidence], where: str) -> Problem | None
         if stated and all(u is not None and u != said for u, _ in stated):
             return Problem("wrong_unit", where=where, number=m.group(0), source=stated[0][1].text)
     return None
+
+
+# A thing said not to have happened: "no visits", "hasn't ordered", "近 30 天没有访问", "从未退货".
+# "hasn't visited much" and "没怎么访问" say little, not none, and are not absence claims.
+NOT_BEFORE = re.compile(r"(?i)(?:\b(?:no|zero|never|not|without)\b|n't)(?:\s+[a-z]+){0,2}\s+$"
+                        r"|(?:没有|没|未|从未|无)(?:再|过|任何|在[^，。,.\d]{0,4})?\s*$")
+LITTLE_AFTER = re.compile(r"(?i)[a-z]*\s+(?:much|often|frequently|regularly|as\b|many)")
+
+
+def _absences(text: str) -> list[tuple[str, str]]:
+    """(group, phrase) for every group word in ``text`` said not to have happened."""
+    pattern, _ = _subject_words()
+    breaks = [0] + [m.end() for m in CLAUSE_BREAK.finditer(text)]
+    out = []
+    for hit in pattern.finditer(text):
+        start = max(b for b in breaks if b <= hit.start())
+        before = NOT_BEFORE.search(text[start:hit.start()])
+        if before and not LITTLE_AFTER.match(text, hit.end()):
+            out.append((hit.lastgroup, text[start + before.start():hit.end()].strip()))
+    return out
+
+
+def absence_problem(text: str, cited: list[Evidence], where: str) -> Problem | None:
+    """Saying something did not happen when what the reason cites counts it: session 30's
+    Chinese draft read "近 30 天内没有访问网店，仅访问了 1 次" of "近 30 天只访问了 1 次". Every
+    number was in the evidence and every word named the right thing, so no other check saw it.
+    A claim is judged only against cited evidence about the same thing (``subjects.yaml``) that
+    states a positive count of it and never its absence (a negation, or a 0): "no order for 153
+    days" citing "no order for 153 days" and "5 orders" passes."""
+    absent = _absences(unquoted(text))
+    if not absent:
+        return None
+    _, subjects_of = _subject_words()
+    for group, phrase in absent:
+        about = [e for e in cited if subject_of(e) in subjects_of[group]]
+        if any(0.0 in numbers(e.text) or any(g == group for g, _ in _absences(e.text))
+               for e in about):
+            continue
+        counted = [e for e in about for n in NUMBER.finditer(e.text)
+                   if _unit(e.text, n.end()) == "count" and max(numbers(n.group(0))) > 0]
+        if counted:
+            return Problem("false_absence", where=where, claim=phrase, source=counted[0].text)
+    return None
+
+
+# Guessing at a cause or a feeling the evidence does not state: "可能由于对产品性能或外观不满意",
+# "perhaps they found a cheaper shop". An agent repeats a reason to the customer; a guess said as
+# a reason is a claim nobody can check. "likely to leave" is a claim about the risk (risk_claim).
+SPECULATION = re.compile(
+    r"(?i)\b(?:perhaps|maybe|possibly|presumably|apparently)\b"
+    r"|\b(?:may|might|could|probably|likely)\s+(?:have\s+)?(?:be\s+|been\s+)?"
+    r"(?:due to|because|caused by|dissatisfied|unhappy|frustrated|disappointed|annoyed"
+    r"|found|switched|moved|gone|shopping elsewhere|buying elsewhere|prefer|lost interest)"
+    r"|\bseems?\s+(?:to\s+)?(?:be\s+)?(?:dissatisfied|unhappy|frustrated|disappointed)"
+    r"|可能(?:是)?(?:由于|因为|因|出于|对|已经?|在别|转向|找到|去了|不满|失望)|或许|也许"
+    r"|大概(?:是)?(?:因为|由于)|猜测|推测|估计(?:是)?(?:因为|由于)|似乎|看起来")
+
+
+def speculation_problem(text: str, where: str) -> Problem | None:
+    """A guessed cause or feeling, said as if it were evidence."""
+    hit = SPECULATION.search(unquoted(text))
+    return Problem("speculation", where=where, claim=hit.group(0)) if hit else None
 
 
 def subject_of(e: Evidence) -> str:
@@ -353,7 +416,9 @@ def check_draft(draft: Draft, evidence: Mapping[str, Evidence], customer_id: str
                   risk_claim_problem(reason.text, band, where) if band else None,
                   subject_problem(reason.text, cited, where),
                   direction_problem(reason.text, cited, where),
-                  unit_problem(reason.text, cited, where)):
+                  unit_problem(reason.text, cited, where),
+                  absence_problem(reason.text, cited, where),
+                  speculation_problem(reason.text, where)):
             if p:
                 problems.append(p)
     seen: set[str] = set()
@@ -379,7 +444,8 @@ def check_draft(draft: Draft, evidence: Mapping[str, Evidence], customer_id: str
                                     shown=", ".join(f"{x:g}" for x in invented)))
         for p in (_language_problem(action.why, lang, where), _contact_problem(action.why, where),
                   prose_problem(action.why, where), offer_problem(action.why, offers, where),
-                  risk_claim_problem(action.why, band, where) if band else None):
+                  risk_claim_problem(action.why, band, where) if band else None,
+                  speculation_problem(action.why, where)):
             if p:
                 problems.append(p)
     if required:

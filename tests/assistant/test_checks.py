@@ -402,7 +402,7 @@ def test_a_figure_said_of_what_it_counts_or_of_nothing_passes(text):
 def test_the_deterministic_driver_wording_passes_the_subject_check_in_both_languages():
     """Every template that states figures names what they count: the fallback and the reasons
     ``cover`` adds must pass the same check as the model."""
-    from assistant.checks import subject_problem, unit_problem
+    from assistant.checks import absence_problem, speculation_problem, subject_problem, unit_problem
     from assistant.drivers import templates
 
     fields = {"recency": 88, "gap": 30, "n": 3, "amount": "120.50", "recent": 1, "stars": 2,
@@ -419,6 +419,8 @@ def test_the_deterministic_driver_wording_passes_the_subject_check_in_both_langu
             evidence = Evidence(id=f"fact:{kind}", customer_id=CID, kind=kind, text=text)
             assert subject_problem(text, [evidence], "reason 1") is None, (lang, name, text)
             assert unit_problem(text, [evidence], "reason 1") is None, (lang, name, text)
+            assert absence_problem(text, [evidence], "reason 1") is None, (lang, name, text)
+            assert speculation_problem(text, "reason 1") is None, (lang, name, text)
 
 
 RAISING = [Evidence(id="fact:visits", customer_id=CID, kind="visits",
@@ -480,3 +482,77 @@ def test_a_count_said_as_days_fails(text, bad):
     assert (found is not None) == bad, found
     if bad:
         assert found.code == "wrong_unit" and found.params["number"] in found.say("zh")
+
+
+def _fact(subject: str, text: str) -> Evidence:
+    return Evidence(id=f"fact:{subject}", customer_id=CID, kind=subject, text=text)
+
+
+VISITS_ONE_ZH = _fact("visits", "近 30 天只访问了 1 次")
+VISITS_TWO = _fact("visits", "only 2 visits in the last 30 days")
+RECENCY = _fact("recency", "no order for 153 days; they usually order every 76 days")
+ORDERS = _fact("orders", "5 orders so far, averaging 20.00")
+RETURNS_ZERO = _fact("returns", "3 returns (120.50), 0 of them in the last 90 days")
+RETURNS_RECENT_ZH = _fact("returns", "共退货 3 次（120.50），其中近 90 天 1 次")
+TICKETS = _fact("tickets", "1 support ticket, 1 in the last 90 days")
+
+
+@pytest.mark.parametrize("text,cited,bad", [
+    # Session 30, demo, shown in Chinese: no visit, and 1 visit, in one sentence.
+    ("客户在近 30 天内没有访问网店，仅访问了 1 次。", [VISITS_ONE_ZH], True),
+    ("They haven't visited in the last 30 days.", [VISITS_TWO], True),
+    ("最近没有退货。", [RETURNS_RECENT_ZH], True),
+    ("They have not opened any support ticket.", [TICKETS], True),
+    ("近 30 天只访问了 1 次。", [VISITS_ONE_ZH], False),
+    ("They haven't visited much: only 2 visits in the last 30 days.", [VISITS_TWO], False),
+    ("近 30 天没怎么访问，只访问了 1 次。", [VISITS_ONE_ZH], False),
+    ("No order for 153 days, though they have placed 5 orders.", [RECENCY, ORDERS], False),
+    ("已 153 天没有下单。", [_fact("recency", "已 153 天没有下单，平时约每 76 天下单一次")], False),
+    ("No returns in the last 90 days, 3 before that.", [RETURNS_ZERO], False),
+    ("They did not say why: \"no returns, ever\" is their review.", [RETURNS_RECENT_ZH], False),
+    ("No order for 153 days.", [VISITS_TWO], False),  # about something it does not cite
+])
+def test_saying_something_did_not_happen_when_the_evidence_counts_it_fails(text, cited, bad):
+    from assistant.checks import absence_problem
+
+    found = absence_problem(text, cited, "reason 1")
+    assert (found is not None) == bad, found
+    if bad:
+        assert found.code == "false_absence" and found.params["source"] in found.say("zh")
+
+
+@pytest.mark.parametrize("text", [
+    "客户可能由于对产品性能或外观不满意而不再购买。",  # session 30, demo, shown in Chinese
+    "也许客户找到了更便宜的商店。",
+    "客户似乎对服务不满意。",
+    "Perhaps they found a cheaper shop.",
+    "They may be unhappy with the quality of their last order.",
+    "No order for 153 days, probably because of the late delivery.",
+])
+def test_a_guessed_cause_or_feeling_fails(text):
+    from assistant.checks import speculation_problem
+
+    found = speculation_problem(text, "reason 1")
+    assert found is not None and found.code == "speculation", text
+    assert "猜测" in found.say("zh")
+
+
+@pytest.mark.parametrize("text", [
+    "They are likely to leave: no order for 153 days.",  # the risk, not a cause (risk_claim's)
+    "客户很可能流失：已 153 天没有下单。",
+    "A call may help win them back.",
+    'They rated their last order 1 star: "maybe never again".',  # the customer's own words
+    "They could be offered free shipping on the next order.",
+])
+def test_statements_and_quoted_guesses_are_not_speculation(text):
+    from assistant.checks import speculation_problem
+
+    assert speculation_problem(text, "reason 1") is None, text
+
+
+def test_a_draft_that_contradicts_itself_is_caught_and_its_retry_is_told_in_chinese():
+    evidence = {VISITS_ONE_ZH.id: VISITS_ONE_ZH}
+    d = draft([("客户在近 30 天内没有访问网店，仅访问了 1 次。", ["fact:visits"])])
+    found = check_draft(d, evidence, CID, PLAYBOOK, FACTS, "zh")
+    assert [p.code for p in found] == ["false_absence"], found
+    assert "近 30 天只访问了 1 次" in found[0].say("zh")
