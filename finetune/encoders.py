@@ -60,11 +60,19 @@ def load_tokenizer(name: str):
     return AutoTokenizer.from_pretrained(resolve_encoder(name), local_files_only=True)
 
 
-def load_backbone(name: str):
-    from transformers import AutoModel
+def load_backbone(name: str, attention_dropout: float | None = None):
+    """The pretrained encoder; ``attention_dropout`` replaces its attention-probability dropout
+    (BERT's ``attention_probs_dropout_prob``, ``attention_dropout`` elsewhere) when given."""
+    from transformers import AutoConfig, AutoModel
 
     quiet()
-    return AutoModel.from_pretrained(resolve_encoder(name), local_files_only=True)
+    path = resolve_encoder(name)
+    config = AutoConfig.from_pretrained(path, local_files_only=True)
+    if attention_dropout is not None:
+        for field in ("attention_probs_dropout_prob", "attention_dropout"):
+            if hasattr(config, field):
+                setattr(config, field, attention_dropout)
+    return AutoModel.from_pretrained(path, config=config, local_files_only=True)
 
 
 def unknown_share(tokenizer, texts: list[str]) -> float:

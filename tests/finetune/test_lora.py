@@ -182,3 +182,73 @@ def test_freed_heap_goes_back_to_the_os():
     release_freed_heap()
     assert rss_mb() < held - 100, (held, rss_mb())
     assert last.sum() == 12_000
+
+
+@pytest.fixture(scope="module")
+def untrained():
+    """The pretrained encoder with fresh adapters (nothing trained): enough for shape and
+    equivalence checks of batching."""
+    model = EncoderChurnModel(LoraConfig(max_tokens=160))
+    model._build()
+    return model
+
+
+def test_micro_batches_give_the_whole_batchs_gradient(untrained):
+    """On CPU a step runs in micro-batches to hold fewer activations; the gradient must be the
+    whole batch's (each part's mean loss weighted by its share), or the memory saving would
+    change what the model learns."""
+    import torch
+
+    rng = np.random.default_rng(0)
+    rows = [rng.integers(1000, 20000, int(k)).tolist() for k in rng.integers(20, 160, 12)]
+    y = rng.integers(0, 2, 12).astype(np.float32)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    untrained.model.eval()  # no dropout: the two runs see the same function
+    grads, losses = [], []
+    for micro in (12, 5):
+        untrained.config.micro_batch_size = micro
+        untrained.model.zero_grad(set_to_none=True)
+        losses.append(untrained._backward(rows, y, None, loss_fn, torch.device("cpu")))
+        # (the pooler's adapters get none: pooling reads the hidden states, not the pooler)
+        grads.append([p.grad.clone() for p in untrained.model.parameters()
+                      if p.requires_grad and p.grad is not None])
+    untrained.config.micro_batch_size = LoraConfig().micro_batch_size
+    untrained.model.zero_grad(set_to_none=True)
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+    assert len(grads[0]) == len(grads[1]) > 10
+    for whole, parts in zip(*grads, strict=True):
+        torch.testing.assert_close(parts, whole, rtol=1e-4, atol=1e-6)
+
+
+def test_batch_width_is_rounded_up_and_padding_changes_no_score(untrained):
+    """Widths are rounded to PAD_MULTIPLE (never past the token budget) so bulk scoring reuses
+    its buffers; padded positions are masked, so a row's score does not depend on it."""
+    import torch
+
+    from finetune import lora
+
+    device = torch.device("cpu")
+    rows = [[101, 2000, 2001, 102], [101] + [2002] * 40 + [102]]
+    ids, mask = untrained._collate(rows, device)
+    assert ids.shape == mask.shape == (2, 64) and int(mask.sum()) == 4 + 42
+    assert untrained._collate([[5] * 150], device)[0].shape == (1, 160)  # capped at the budget
+    assert untrained._collate([[5] * 160], device)[0].shape == (1, 160)
+    untrained.model.eval()
+    padded = untrained._logits(rows, device)
+    old = lora.PAD_MULTIPLE
+    try:
+        lora.PAD_MULTIPLE = 1
+        unpadded = untrained._logits(rows, device)
+    finally:
+        lora.PAD_MULTIPLE = old
+    np.testing.assert_allclose(padded, unpadded, rtol=0, atol=1e-5)
+
+
+def test_attention_dropout_is_the_checkpoints_unless_set():
+    """It can be switched off (PyTorch's fused CPU attention cannot apply it:
+    bench/encoder_memory.py); the default keeps the checkpoint's own until validated."""
+    from finetune.encoders import load_backbone
+
+    assert LoraConfig().attention_dropout is None
+    assert load_backbone("minilm", attention_dropout=0.0).config.attention_probs_dropout_prob == 0
+    assert load_backbone("minilm").config.attention_probs_dropout_prob == pytest.approx(0.1)
