@@ -311,9 +311,22 @@ SPECULATION = re.compile(
     r"|大概(?:是)?(?:因为|由于)|猜测|推测|估计(?:是)?(?:因为|由于)|似乎|看起来")
 
 
-def speculation_problem(text: str, where: str) -> Problem | None:
-    """A guessed cause or feeling, said as if it were evidence."""
-    hit = SPECULATION.search(unquoted(text))
+# A feeling said of the customer. Only what they did to say so (a rating, a review, a ticket, a
+# return, a request to close the account) can ground it: session 31's Chinese draft read "近 30
+# 天只访问了 4 次，这表明他们对店铺的体验不满意" of a visit count.
+FEELING = re.compile(r"(?i)\b(?:dissatisf\w*|unhappy|frustrat\w*|disappoint\w*|annoyed|upset"
+                     r"|angry)\b|不满|失望|生气|愤怒|沮丧")
+VOICED = frozenset({"rating", "review", "tickets", "ticket", "returns", "return", "cancel"})
+
+
+def speculation_problem(text: str, where: str, cited: list[Evidence] | None = None
+                        ) -> Problem | None:
+    """A guessed cause or feeling, said as if it were evidence; with ``cited`` (a reason's
+    evidence), also a feeling said of the customer when nothing cited is the customer's voice."""
+    own = unquoted(text)
+    hit = SPECULATION.search(own)
+    if hit is None and cited is not None and not any(subject_of(e) in VOICED for e in cited):
+        hit = FEELING.search(own)
     return Problem("speculation", where=where, claim=hit.group(0)) if hit else None
 
 
@@ -418,7 +431,7 @@ def check_draft(draft: Draft, evidence: Mapping[str, Evidence], customer_id: str
                   direction_problem(reason.text, cited, where),
                   unit_problem(reason.text, cited, where),
                   absence_problem(reason.text, cited, where),
-                  speculation_problem(reason.text, where)):
+                  speculation_problem(reason.text, where, cited)):
             if p:
                 problems.append(p)
     seen: set[str] = set()

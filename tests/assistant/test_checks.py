@@ -556,3 +556,18 @@ def test_a_draft_that_contradicts_itself_is_caught_and_its_retry_is_told_in_chin
     found = check_draft(d, evidence, CID, PLAYBOOK, FACTS, "zh")
     assert [p.code for p in found] == ["false_absence"], found
     assert "近 30 天只访问了 1 次" in found[0].say("zh")
+
+
+@pytest.mark.parametrize("text,cited,bad", [
+    # Session 31, demo C00952, shown in Chinese: a visit count read as a feeling.
+    ("客户在近 30 天只访问了 4 次，这表明他们对店铺的体验不满意。", [VISITS_ONE_ZH], True),
+    ("Only 2 visits in the last 30 days: they are unhappy with the shop.", [VISITS_TWO], True),
+    ("客户在 18 天前给订单打了 2 星，这表明他们对产品不满意。",
+     [Evidence(id="event:r1", customer_id=CID, kind="review", text="18 天前给订单打了 2 星")], False),
+    ("3 returns (120.50): they were disappointed with what arrived.", [RETURNS_ZERO], False),
+])
+def test_a_feeling_needs_the_customers_own_voice(text, cited, bad):
+    from assistant.checks import speculation_problem
+
+    found = speculation_problem(text, "reason 1", cited)
+    assert (found is not None) == bad, found
