@@ -97,7 +97,7 @@ def quality(events_path: str) -> dict:
     events = pd.read_parquet(events_path)
     runs = {}
     for p in (0.1, 0.0):
-        config = EvaluateConfig(models=("encoder",))
+        config = EvaluateConfig(models=("encoder",), encoder_max_examples=3000)  # the CLI's
         config = replace(config, lora=replace(config.lora, attention_dropout=p))
         start = time.perf_counter()
         result, preds = evaluate_with_predictions(events, config)
