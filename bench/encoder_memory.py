@@ -48,18 +48,15 @@ def step_child(attention_dropout: float, micro: int, steps: int) -> dict:
     gen = torch.Generator().manual_seed(0)
     rows = [torch.randint(1000, 20000, (cfg.max_tokens - int(k),), generator=gen).tolist()
             for k in torch.randint(0, 16, (cfg.batch_size,), generator=gen)]
-    y = torch.randint(0, 2, (cfg.batch_size,), generator=gen).float()
+    y = torch.randint(0, 2, (cfg.batch_size,), generator=gen).float().numpy()
     params = [p for p in model.model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
     model.model.train()
     base = peak_gb()
     start = time.perf_counter()
-    for _ in range(steps):  # the fit loop's step: micro-batches, gradients summed
-        for part in range(0, len(rows), micro):
-            ids, mask = model._collate(rows[part:part + micro], torch.device("cpu"))
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(
-                model.model(ids, mask), y[part:part + micro]) * (len(ids) / len(rows))
-            loss.backward()
+    for _ in range(steps):  # the fit loop's own step: micro-batches, gradients summed
+        model._backward(rows, y, None, loss_fn, torch.device("cpu"))
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     return {"attention_dropout": attention_dropout, "micro_batch": micro,
