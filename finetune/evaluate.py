@@ -17,6 +17,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from finetune.baselines import BASELINES, make_baseline
+from finetune.churn_models import ENCODER_MAX_EXAMPLES
 from finetune.features import FEATURE_COLUMNS
 from finetune.labels import DAY, ChurnDefinition, data_bounds, plan_backtest
 from finetune.lora import LoraConfig
@@ -41,7 +42,7 @@ class EvaluateConfig:
     models: tuple[str, ...] = DEFAULT_MODELS
     lora: LoraConfig = field(default_factory=LoraConfig)
     include_text: bool = True
-    encoder_max_examples: int | None = None
+    encoder_max_examples: int | None = ENCODER_MAX_EXAMPLES
     checkpoint_dir: Path | None = None
     # "auto": choose the newest N fit cutoffs on validation (finetune.window); "all"; or N.
     train_window: str | int = "auto"

@@ -81,7 +81,9 @@ class LoraConfig:
     # 2.72 s instead of 3.92 s and held 1 GB less (bench/encoder_memory.py). Not the default
     # until a backtest shows it costs no accuracy (``--quality`` in the same bench).
     attention_dropout: float | None = None
-    epochs: int = 2
+    # One pass, as the CLI: every reported figure trained one epoch (early stopping on held-out
+    # customers decides within it).
+    epochs: int = 1
     max_steps: int | None = None
     eval_every: int = 200
     eval_examples: int = 1024

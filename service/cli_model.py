@@ -20,7 +20,7 @@ from finetune.artifacts import (
     set_current,
     versions,
 )
-from finetune.churn_models import STACK_BASES
+from finetune.churn_models import ENCODER_MAX_EXAMPLES, STACK_BASES
 from finetune.evaluate import (
     DEFAULT_MODELS,
     MODEL_KINDS,
@@ -216,8 +216,9 @@ def evaluate_cmd(
     encoder: Encoder = "minilm", max_tokens: MaxTokens = 256, no_text: NoText = False,
     epochs: Epochs = 1, max_steps: MaxSteps = None, batch_size: BatchSize = 16, lr: Lr = 1e-3,
     lora_r: LoraR = 8, lora_alpha: LoraAlpha = 16, lora_dropout: LoraDropout = 0.1,
-    target_modules: Targets = "query,key,value,dense", encoder_max_examples: MaxExamples = 3000,
-    seed: Seed = 0, train_window: TrainWindow = "auto", btyd_features: BtydFeatures = "auto",
+    target_modules: Targets = "query,key,value,dense",
+    encoder_max_examples: MaxExamples = ENCODER_MAX_EXAMPLES, seed: Seed = 0,
+    train_window: TrainWindow = "auto", btyd_features: BtydFeatures = "auto",
     origins: Annotated[int, typer.Option(min=1, help=(
         "rolling-origin backtest: this many test cutoffs (data end - horizon, then 30 days "
         "earlier each), each trained only on what came before it; reports the mean and spread"))]
@@ -265,8 +266,10 @@ def train_cmd(
     min_prior: MinPrior = 1, max_train_cutoffs: MaxCutoffs = None, encoder: Encoder = "minilm",
     max_tokens: MaxTokens = 256, no_text: NoText = False, epochs: Epochs = 1,
     max_steps: MaxSteps = None, batch_size: BatchSize = 16, lr: Lr = 1e-3, lora_r: LoraR = 8,
-    lora_alpha: LoraAlpha = 16, lora_dropout: LoraDropout = 0.1, target_modules: Targets = "query,key,value,dense",
-    encoder_max_examples: MaxExamples = 3000, seed: Seed = 0, train_window: TrainWindow = "auto",
+    lora_alpha: LoraAlpha = 16, lora_dropout: LoraDropout = 0.1,
+    target_modules: Targets = "query,key,value,dense",
+    encoder_max_examples: MaxExamples = ENCODER_MAX_EXAMPLES, seed: Seed = 0,
+    train_window: TrainWindow = "auto",
     btyd_features: BtydFeatures = "auto", served: Served = "auto", map_: Maps = None,
     mapping: MappingFile = None, sql_url: SqlUrl = None, query: Query = None,
     drop_invalid: DropInvalid = False,

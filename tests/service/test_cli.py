@@ -109,3 +109,33 @@ def test_readable_table_with_mapping(tmp_path):
     assert res.exit_code == 0, res.output
     assert "recency" in res.stdout and "auc" in res.stdout and "test cutoff" in res.stdout
     assert "recency: auc 95% CI" in res.stdout
+
+
+@pytest.mark.parametrize("command", ["evaluate_cmd", "train_cmd"])
+def test_cli_defaults_are_the_api_defaults(command):
+    """A Python user and a CLI user get the same model from the same data: every option that
+    names a config field defaults to that field's value (the API once trained the encoder on
+    every fit row for two epochs, the CLI on 3,000 rows for one)."""
+    import dataclasses
+    import inspect
+
+    from finetune.evaluate import EvaluateConfig
+    from finetune.labels import ChurnDefinition
+    from finetune.lora import LoraConfig
+    from service import cli_model
+
+    config = EvaluateConfig()
+    api = {**dataclasses.asdict(LoraConfig()), **dataclasses.asdict(ChurnDefinition()),
+           **{f.name: getattr(config, f.name) for f in dataclasses.fields(config)
+              if f.name not in ("lora", "definition")}}
+    listed = {"models", "target_modules"}  # comma-separated on the command line
+    checked = []
+    for name, param in inspect.signature(getattr(cli_model, command)).parameters.items():
+        if name not in api:
+            continue
+        default = param.default
+        if name in listed:
+            default = tuple(default.split(","))
+        assert default == api[name], f"--{name.replace('_', '-')}: CLI {default!r}, API {api[name]!r}"
+        checked.append(name)
+    assert {"encoder_max_examples", "epochs", "max_tokens", "horizon"} <= set(checked)
