@@ -132,9 +132,17 @@ def complete_citations(draft: Draft, evidence: dict[str, Evidence], customer_id:
     Small models often cite the risk score and a fact but take a number ("4 days") from a third
     item. Adding that item (strongest first) makes the citation complete; the checks then still
     require every number to be in the cited evidence, so nothing unsupported gets through.
+
+    An id that names no evidence item is removed when the reason also cites real ones: the
+    Chinese drafts of session 31 cited "effect:raises the risk" (the evidence line's effect
+    word, shaped like an id) beside the right items. The reason is then judged on the evidence
+    that exists; a reason citing only made-up ids keeps them and fails ``unknown_evidence``.
     """
     own = [e for e in evidence.values() if e.customer_id == customer_id]
     for reason in draft.reasons:
+        known = [i for i in reason.evidence if i in evidence]
+        if known:  # a made-up id beside real ones ('effect:raises the risk') is no citation
+            reason.evidence = known
         cited = [evidence[i] for i in reason.evidence if i in evidence]
         have = set().union(*(numbers(e.text) for e in cited)) if cited else set()
         for x in sorted(numbers(reason.text) - have):

@@ -154,6 +154,20 @@ def test_citations_are_completed_only_from_the_customers_own_evidence():
     assert any("not in its cited evidence" in p for p in problems(d))
 
 
+def test_a_made_up_id_beside_real_ones_is_dropped_alone_it_fails():
+    from assistant.generate import complete_citations
+
+    d = complete_citations(draft([("No order for 120 days.",
+                                   ["effect:raises the risk", "fact:recency"])]), EVIDENCE, CID)
+    assert d.reasons[0].evidence == ["fact:recency"] and problems(d) == []
+    d = complete_citations(draft([("No order for 120 days.", ["effect:raises the risk"])]),
+                           EVIDENCE, CID)
+    assert any("does not exist" in p for p in problems(d))
+    d = complete_citations(draft([("Rated 1/5 two days ago.", ["fact:nope", "event:x9"])]),
+                           EVIDENCE, CID)  # another customer's item is real but not theirs
+    assert any("of another customer" in p for p in problems(d)), problems(d)
+
+
 # Coverage: the strongest driver must be said. EVIDENCE's strongest driver is the recency fact.
 REQUIRED = {"fact:recency": "No order for 120 days; they usually order every 30 days."}
 
