@@ -32,7 +32,7 @@ from assistant.checks import (
 )
 from assistant.llm import structured
 from assistant.playbook import Action, Playbook
-from assistant.schema import MAX_CITED, Draft, DraftAction, DraftReason, Evidence
+from assistant.schema import MAX_CITED, Draft, DraftAction, DraftReason, Evidence, draft_schema
 
 JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
 RETRY_TEMPERATURE = 0.7
@@ -195,7 +195,8 @@ def generate(model: BaseChatModel, prompt: list[BaseMessage], evidence: dict[str
     """``required``: the top drivers a reason must cite, with the deterministic reason added
     for any the last attempt still leaves out; ``band``: claims about the risk must agree;
     ``spare_actions``: shown when every action of the last attempt failed its checks."""
-    runnable = structured(model, Draft.model_json_schema())
+    own_ids = [e.id for e in evidence.values() if e.customer_id == customer_id]
+    runnable = structured(model, draft_schema(own_ids, sorted(candidates)))
     history = list(prompt)
     out = Generation(draft=None, attempts=0)
     required = required or {}

@@ -111,3 +111,24 @@ class Draft(BaseModel):
     # Bounded so a draft always fits the output budget (llama.cpp's grammar enforces these).
     reasons: list[DraftReason] = Field(max_length=3)
     actions: list[DraftAction] = Field(max_length=2)
+
+
+def draft_schema(evidence_ids: list[str], action_ids: list[str]) -> dict:
+    """Draft's JSON schema with the ids a draft may cite spelled out, for constrained decoding.
+
+    With ``evidence_ids`` as an enum a grammar-constrained model cannot cite an id that does not
+    exist: in session 31, 3 of 8 Chinese drafts lost a reason for citing "effect:raises the
+    risk" (the evidence line's effect word shaped like an id). The checks still run on every
+    draft, because a backend that only asks for JSON (``json_object``) enforces none of this.
+    An empty list leaves that field free (an empty enum would admit no draft at all).
+    """
+    schema = Draft.model_json_schema()
+    reason = schema["$defs"]["DraftReason"]["properties"]
+    if evidence_ids:
+        reason["evidence"]["items"] = {"enum": list(dict.fromkeys(evidence_ids))}
+        reason["evidence"]["minItems"] = 1
+    if action_ids:
+        schema["$defs"]["DraftAction"]["properties"]["id"] = {
+            "enum": list(dict.fromkeys(action_ids)),
+            "description": "a playbook action id from the candidate list"}
+    return schema

@@ -585,3 +585,30 @@ def test_a_feeling_needs_the_customers_own_voice(text, cited, bad):
 
     found = speculation_problem(text, "reason 1", cited)
     assert (found is not None) == bad, found
+
+
+def test_the_draft_schema_spells_out_the_ids_a_draft_may_cite():
+    from assistant.schema import draft_schema
+
+    schema = draft_schema(["fact:recency", "event:e1", "fact:recency"], ["apology_replacement"])
+    reason = schema["$defs"]["DraftReason"]["properties"]["evidence"]
+    assert reason["items"] == {"enum": ["fact:recency", "event:e1"]} and reason["minItems"] == 1
+    assert schema["$defs"]["DraftAction"]["properties"]["id"]["enum"] == ["apology_replacement"]
+    free = draft_schema([], [])  # nothing to list: the fields stay free, never an empty enum
+    assert free["$defs"]["DraftReason"]["properties"]["evidence"]["items"] == {"type": "string"}
+    assert Draft.model_validate({"reasons": [{"text": "x.", "evidence": ["fact:recency"]}],
+                                 "actions": []})
+
+
+def test_llama_cpp_grammar_admits_only_listed_ids():
+    """The grammar llama.cpp builds from the schema: listed ids parse, a made-up one cannot be
+    produced (its first character after the quote is not in any alternative)."""
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    from assistant.schema import draft_schema
+
+    gbnf = json_schema_to_gbnf(json.dumps(draft_schema(["fact:recency", "event:e1"], ["a_b"])))
+    item = next(line for line in gbnf.splitlines() if line.startswith("DraftReason-evidence-item"))
+    assert item.split("::=")[1].split("|") == [' "\\"fact:recency\\"" ', ' "\\"event:e1\\""']
+    assert 'DraftAction-id ::= "\\"a_b\\""' in gbnf
