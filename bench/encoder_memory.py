@@ -11,7 +11,8 @@ Each variant runs in its own process (peak RSS is per process):
 - ``score``: bulk scoring of N rows of varied length (sorted, as ``predict_logits`` walks
   them), batch widths rounded to ``PAD_MULTIPLE`` or not. Reports seconds and peak RSS.
 - ``--quality EVENTS``: the encoder backtest (``retention evaluate --models encoder`` at the
-  defaults) with attention dropout 0.1 and 0.0, and their paired test ROC-AUC difference.
+  defaults) with attention dropout 0.1 and 0.0: validation ROC-AUC (what a choice may read),
+  test ROC-AUC and their paired test difference.
 
 Prints one JSON object.
 
@@ -88,21 +89,27 @@ def score_child(pad_multiple: int, n: int) -> dict:
 
 def quality(events_path: str) -> dict:
     import pandas as pd
+    from sklearn.metrics import roc_auc_score
 
-    from finetune.evaluate import EvaluateConfig, compare_runs, evaluate_with_predictions
+    from finetune.churn_models import rows_for
+    from finetune.evaluate import EvaluateConfig, compare_runs, fit_models, prepare, score_models
 
     events = pd.read_parquet(events_path)
     runs = {}
     for p in (0.1, 0.0):
-        config = EvaluateConfig(models=("encoder",), encoder_max_examples=3000)  # the CLI's
+        config = EvaluateConfig(models=("encoder",))  # 3,000 encoder rows, as the CLI
         config = replace(config, lora=replace(config.lora, attention_dropout=p))
         start = time.perf_counter()
-        result, preds = evaluate_with_predictions(events, config)
-        runs[p] = (result, preds, time.perf_counter() - start)
-    out = {str(p): {"test_roc_auc": r["models"]["encoder"]["auc"],
-                    "test_pr_auc": r["models"]["encoder"].get("pr_auc"),
-                    "seconds": round(s)} for p, (r, _, s) in runs.items()}
-    out["paired_0.0_minus_0.1"] = compare_runs(runs[0.0][1], runs[0.1][1], "encoder")
+        parts, _ = prepare(events, config, lambda _m: None)
+        models = fit_models(parts, config, lambda _m: None)
+        seen = rows_for(models["encoder"], parts["val"])  # what a choice may look at
+        val_auc = float(roc_auc_score(seen["label"], models["encoder"].predict_proba(seen)))
+        metrics, preds = score_models(models, ("encoder",), parts["val"], parts["test"])
+        runs[p] = (metrics["encoder"], preds, val_auc, time.perf_counter() - start)
+    out = {str(p): {"val_roc_auc": round(v, 4), "test_roc_auc": m["auc"],
+                    "test_pr_auc": m.get("pr_auc"), "seconds": round(s)}
+           for p, (m, _, v, s) in runs.items()}
+    out["paired_test_0.0_minus_0.1"] = compare_runs(runs[0.0][1], runs[0.1][1], "encoder")
     return out
 
 
@@ -117,6 +124,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--score-rows", type=int, default=2000)
     ap.add_argument("--quality", metavar="EVENTS", help="also backtest the encoder on this log")
+    ap.add_argument("--quality-only", action="store_true", help="skip the memory variants")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -124,6 +132,9 @@ def main() -> None:
         result = (step_child(float(rest[0]), int(rest[1]), args.steps) if kind == "step"
                   else score_child(int(rest[0]), args.score_rows))
         print(json.dumps(result))
+        return
+    if args.quality and args.quality_only:
+        print(json.dumps({"quality": quality(args.quality)}, indent=2))
         return
     variants = ((0.1, 16), (0.1, 8), (0.0, 16), (0.0, 8))  # old, default, then without dropout
     step = [run_child(["step", str(p), str(m)]) for p, m in variants]
