@@ -78,8 +78,9 @@ class LoraConfig:
     # Dropout on the attention probabilities; None keeps the checkpoint's own (0.1 for MiniLM
     # and e5). PyTorch's fused CPU attention cannot apply it, so with it every layer falls back
     # to the unfused path that stores the whole attention matrix: at 0.0 a 16-row step took
-    # 2.72 s instead of 3.92 s and held 1 GB less (bench/encoder_memory.py). Not the default
-    # until a backtest shows it costs no accuracy (``--quality`` in the same bench).
+    # 2.72 s instead of 3.92 s and held 1 GB less (bench/encoder_memory.py). Not the default:
+    # on the demo's validation 0.0 scored 0.8261 against 0.8287 (test: 0.8434 against 0.8417,
+    # within noise), so the choice a user may read does not favour it (``--quality``).
     attention_dropout: float | None = None
     # One pass, as the CLI: every reported figure trained one epoch (early stopping on held-out
     # customers decides within it).
