@@ -143,7 +143,7 @@ def complete_citations(draft: Draft, evidence: dict[str, Evidence], customer_id:
         known = [i for i in reason.evidence if i in evidence]
         if known:  # a made-up id beside real ones ('effect:raises the risk') is no citation
             reason.evidence = known
-        cited = [evidence[i] for i in reason.evidence if i in evidence]
+        cited = [evidence[i] for i in known]
         have = set().union(*(numbers(e.text) for e in cited)) if cited else set()
         for x in sorted(numbers(reason.text) - have):
             source = next((e for e in own if x in numbers(e.text)), None)
